@@ -1,0 +1,3 @@
+from iomodels.cli import main
+
+main()

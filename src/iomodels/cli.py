@@ -1,0 +1,148 @@
+"""The ``iomodels`` command line: serve, models, demo, smoke."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .models import REGISTRY
+
+MODEL_CHOICE = click.Choice(list(REGISTRY))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="iomodels")
+def main() -> None:
+    """Serve one TCP service under every classic Unix IO model, and compare them."""
+    logging.basicConfig(level=logging.WARNING, format="iomodels: %(message)s", stream=sys.stderr)
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List the IO models: family, whether they run here (or why not), what they are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import describe
+
+    table = Table(title="IO models")
+    for column in ("model", "family", "available", "description"):
+        table.add_column(column)
+    for name in REGISTRY:
+        info = describe(name)
+        status = "[green]yes[/green]" if info.available else f"[red]no[/red]: {info.unavailable}"
+        table.add_row(name, info.family, status, info.summary)
+    Console().print(table)
+
+
+@main.command("serve")
+@click.option("--model", "-m", "model", type=MODEL_CHOICE, required=True, help="IO model to serve with.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind; 0 picks a free one.")
+@click.option("--service", default="upper", show_default=True,
+              help="upper, echo, or package.module:factory.")
+@click.option("--high-water", default=256 * 1024, show_default=True, type=click.IntRange(1),
+              help="Stop reading from a client with this many reply bytes unsent.")
+@click.option("--low-water", default=None, type=click.IntRange(0),
+              help="Resume reading once unsent bytes drop to this (default high/4).")
+@click.option("--grace", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds given to connections to finish after SIGINT/SIGTERM.")
+def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
+              low_water: int | None, grace: float) -> None:
+    """Serve the upper-case echo service (or SERVICE) under one IO model.
+
+    Prints 'listening on HOST:PORT model=M' when ready. SIGINT/SIGTERM stop it
+    cleanly; the last line gives its statistics as JSON.
+    """
+    from .models import ServeOptions
+    from .net import ListenError
+    from .server import ModelUnavailable, run_server
+    from .service import Limits, ServiceLoadError, load_service
+
+    try:
+        factory = load_service(service)
+        low = high_water // 4 if low_water is None else low_water
+        if low > high_water:
+            raise click.BadParameter(f"{low} is above --high-water {high_water}",
+                                     param_hint="--low-water")
+        options = ServeOptions(service=factory, limits=Limits(high_water, low))
+        run_server(model, host, port, options, grace=grace)
+    except (ListenError, ModelUnavailable, ServiceLoadError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group("demo")
+def demo() -> None:
+    """The lesson's demos: pools with callbacks, gevent coroutines."""
+
+
+@demo.command("pool")
+@click.option("--kind", type=click.Choice(["thread", "process"]), default="thread", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Pool size (default: as concurrent.futures picks).")
+@click.option("--tasks", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--delay", type=click.FloatRange(0, 60), default=0.5, show_default=True,
+              help="Seconds each task sleeps.")
+def demo_pool(kind: str, workers: int | None, tasks: int, delay: float) -> None:
+    """Submit tasks to a pool with a done-callback each; show that workers are reused."""
+    from .demos.pool import TaskResult, run_pool_demo
+
+    def show(r: TaskResult) -> None:
+        click.echo(f"callback: task {r.n:>3} -> {r.value:<6} ran in pid {r.pid} thread {r.tid}")
+
+    report = run_pool_demo(kind, workers, tasks, delay, on_result=show)
+    click.echo(
+        f"{report.tasks} tasks, {report.kind} pool of {report.workers}: served by "
+        f"{report.distinct_workers} distinct worker(s) in {report.elapsed:.2f}s "
+        f"(one worker would take {report.tasks * delay:.2f}s)."
+    )
+    if report.distinct_workers <= report.workers:
+        click.echo("Workers were created once and reused: no task got a fresh worker.")
+    else:  # impossible for a correct pool; say so loudly rather than hide it
+        raise click.ClickException("more distinct workers than the pool size")
+
+
+@demo.command("coroutines")
+@click.option("--scale", type=click.FloatRange(0.001, 10), default=1.0, show_default=True,
+              help="Multiply the 2, 3 and 5 second sleeps by this.")
+def demo_coroutines(scale: float) -> None:
+    """Three sleeping jobs: sequential, gevent unpatched, gevent monkey-patched."""
+    from .demos.coroutines import DURATIONS, RunResult, run_all
+
+    total, longest = sum(DURATIONS) * scale, max(DURATIONS) * scale
+    click.echo(f"three jobs sleep {', '.join(f'{d * scale:g}' for d in DURATIONS)} s: "
+               f"sum {total:.2f}s, longest {longest:.2f}s")
+
+    def show(r: RunResult) -> None:
+        near = "the longest" if abs(r.elapsed - longest) < abs(r.elapsed - total) else "the sum"
+        click.echo(f"  {r.label:<24} {r.elapsed:6.2f}s  (close to {near})  "
+                   f"order: {' -> '.join(r.events)}")
+
+    run_all(scale, on_result=show)
+    click.echo("One thread did it all: with monkey-patching, a greenlet that sleeps "
+               "switches to the others.")
+
+
+@main.command("smoke")
+@click.option("--models", "model_list", default="all", show_default=True,
+              help="Comma-separated models, or all.")
+@click.option("--connections", type=click.IntRange(1, 5000), default=50, show_default=True)
+@click.option("--requests", type=click.IntRange(1), default=100, show_default=True,
+              help="Round trips per connection.")
+@click.option("--size", type=click.IntRange(1, 1 << 24), default=1024, show_default=True)
+def smoke_cmd(model_list: str, connections: int, requests: int, size: int) -> None:
+    """Serve under each available model and drive it with a short verified load."""
+    from .smoke import run_smoke
+
+    names = list(REGISTRY) if model_list == "all" else [m.strip() for m in model_list.split(",")]
+    unknown = [m for m in names if m not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(REGISTRY)}", param_hint="--models")
+    failures = run_smoke(names, connections, requests, size, echo=click.echo)
+    if failures:
+        raise click.ClickException(f"{failures} model(s) failed verification")

@@ -1,0 +1,123 @@
+"""The contract every IO model keeps, and the records it reports with.
+
+A model is a class with a name, a family, a one-line summary and a real
+availability ``probe()``. An instance serves one listening socket with a
+service until ``stop()`` is called, then returns a frozen :class:`ServerStats`.
+
+Stopping is in two steps, both safe to call from a signal handler running in
+the serving (main) thread: ``stop()`` stops accepting and lets every
+connection finish the replies to what was already read (no more input is
+served); ``abort()`` closes what is left at once. ``iomodels serve`` calls
+``stop()`` on the first SIGINT/SIGTERM and ``abort()`` after a grace period or
+on a second signal.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
+
+__all__ = ["Model", "ServeOptions", "ServerStats", "StatsCounter"]
+
+READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to serve: the service and the knobs that some models read.
+
+    Options a model does not use are ignored by it; ``iomodels serve`` only
+    offers them where they mean something.
+    """
+
+    service: ServiceFactory = UpperService
+    limits: Limits = DEFAULT_LIMITS
+    read_size: int = READ_SIZE
+    workers: int | None = None  # pool / process models: None = the model's default
+    extra: dict[str, Any] = field(default_factory=dict)  # model-specific settings
+
+    def new_session(self) -> Session:
+        return Session(self.service(), self.limits)
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """What a server did, as one immutable record."""
+
+    connections: int = 0  # accepted
+    bytes_in: int = 0
+    bytes_out: int = 0
+    errors: int = 0  # connections that ended on an error (reset, broken pipe, ...)
+
+    def __add__(self, other: ServerStats) -> ServerStats:
+        return ServerStats(
+            self.connections + other.connections,
+            self.bytes_in + other.bytes_in,
+            self.bytes_out + other.bytes_out,
+            self.errors + other.errors,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class StatsCounter:
+    """Mutable counters behind :class:`ServerStats`.
+
+    Connections report their byte counts once, when they end, so the hot path
+    only increments local variables; the lock makes the merge safe for
+    threaded models and is uncontended elsewhere.
+    """
+
+    __slots__ = ("_lock", "bytes_in", "bytes_out", "connections", "errors")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connections = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.errors = 0
+
+    def connection_done(self, bytes_in: int, bytes_out: int, error: bool) -> None:
+        with self._lock:
+            self.bytes_in += bytes_in
+            self.bytes_out += bytes_out
+            self.errors += error
+
+    def snapshot(self) -> ServerStats:
+        with self._lock:
+            return ServerStats(self.connections, self.bytes_in, self.bytes_out, self.errors)
+
+
+class Model(ABC):
+    """One IO model serving the service. Subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # blocking | readiness | completion | asyncio
+    summary: ClassVar[str]  # one line for `iomodels models`
+
+    @classmethod
+    def probe(cls) -> str | None:
+        """``None`` if the model can run here, else the reason it cannot."""
+        return None
+
+    def __init__(self, options: ServeOptions | None = None) -> None:
+        self.options = options or ServeOptions()
+        self.stats = StatsCounter()
+
+    @abstractmethod
+    def serve(self, listener: socket.socket) -> ServerStats:
+        """Serve ``listener`` (bound, listening, blocking mode) until stopped."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop accepting; finish replies to what was read; then ``serve`` returns."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Close every connection now (after ``stop``, when the grace period ran out)."""

@@ -1,0 +1,154 @@
+"""The blocking family: one per-connection handler, several ways to run it.
+
+Every model here is the lesson's *blocking IO*: a handler calls ``recv`` and
+its thread of control waits in the kernel through both phases (waiting for
+data, then copying it). The models differ only in *who* runs the handler for
+each accepted connection, the :meth:`DispatchModel.dispatch` step: inline in
+the accepting thread (``blocking``), a new thread (``threads``), a pool thread
+(``threadpool``), or a greenlet on gevent's hub (``gevent``). The handler
+never knows which, as in ``socketserver``'s mix-ins, but by composition.
+
+Stopping relies on two Linux facts, so no loop ever wakes up just to check a
+flag: ``shutdown()`` on a listening socket makes a blocked ``accept()`` fail
+with EINVAL, and ``shutdown(SHUT_RD)`` on a connection makes a blocked
+``recv()`` return EOF at once, in any thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from ..net import close_quietly, shutdown_quietly
+from .base import Model, ServerStats
+
+__all__ = ["DispatchModel", "serve_connection"]
+
+log = logging.getLogger(__name__)
+
+# accept() errors that concern one connection or a passing shortage, not the listener
+_TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+_SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def serve_connection(model: Model, conn: Any) -> None:
+    """Serve one connection to the end with blocking calls; report to ``model.stats``.
+
+    ``conn`` is a connected socket (a gevent one works the same way). The
+    reply to each read is sent in full before the next read: a client that
+    does not read its replies blocks this handler in ``sendall``, which is the
+    blocking model's backpressure.
+    """
+    session = model.options.new_session()
+    read_size = model.options.read_size
+    recv = conn.recv
+    sendall = conn.sendall
+    bytes_in = bytes_out = 0
+    error = False
+    try:
+        while True:
+            data = recv(read_size)
+            if not data:
+                session.receive_eof()
+                out = session.take_data()
+                if out:
+                    sendall(out)
+                    bytes_out += len(out)
+                break
+            bytes_in += len(data)
+            session.receive_data(data)
+            out = session.take_data()
+            if out:
+                sendall(out)
+                bytes_out += len(out)
+        shutdown_quietly(conn, socket.SHUT_WR)
+    except OSError:
+        error = True
+    finally:
+        close_quietly(conn)
+        model.stats.connection_done(bytes_in, bytes_out, error)
+
+
+class DispatchModel(Model):
+    """Accept in a loop, hand each connection to :meth:`dispatch`."""
+
+    family = "blocking"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conns: set[Any] = set()
+        self._listener: Any = None
+        self._stopping = False
+        self._warned_shortage = False
+
+    # -- the steps a model fills in --------------------------------------------------
+    def wrap_listener(self, listener: socket.socket) -> Any:
+        """The listener to accept on (gevent wraps it in a cooperative socket)."""
+        return listener
+
+    @abstractmethod
+    def dispatch(self, conn: Any) -> None:
+        """Arrange for ``self.handle(conn)`` to run."""
+
+    def wait_for_handlers(self) -> None:
+        """After the accept loop ends: wait until every handler has finished."""
+
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        """Shut down one direction of ``sock`` so that a handler blocked on it wakes up."""
+        shutdown_quietly(sock, how)
+
+    # -- shared ----------------------------------------------------------------------
+    def handle(self, conn: Any) -> None:
+        try:
+            serve_connection(self, conn)
+        finally:
+            self._conns.discard(conn)
+
+    def serve(self, listener: socket.socket) -> ServerStats:
+        self._listener = listener = self.wrap_listener(listener)
+        accept = listener.accept
+        while not self._stopping:
+            try:
+                conn, _ = accept()
+            except OSError as exc:
+                if self._stopping:
+                    break
+                if exc.errno in _TRANSIENT_ACCEPT:
+                    continue
+                if exc.errno in _SHORTAGE:
+                    self._shortage(exc)
+                    continue
+                raise
+            self.stats.connections += 1
+            self._conns.add(conn)
+            if self._stopping:  # accepted while stop() ran: serve what it sent, nothing more
+                self.shutdown(conn, socket.SHUT_RD)
+            self.dispatch(conn)
+        close_quietly(listener)
+        self.wait_for_handlers()
+        return self.stats.snapshot()
+
+    def _shortage(self, exc: OSError) -> None:
+        if not self._warned_shortage:
+            self._warned_shortage = True
+            log.warning("accept failed (%s): out of file descriptors or memory; "
+                        "waiting for connections to close", exc.strerror)
+        self.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._listener is not None:
+            self.shutdown(self._listener, socket.SHUT_RDWR)
+        for conn in tuple(self._conns):
+            self.shutdown(conn, socket.SHUT_RD)
+
+    def abort(self) -> None:
+        for conn in tuple(self._conns):
+            self.shutdown(conn, socket.SHUT_RDWR)

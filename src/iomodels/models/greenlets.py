@@ -1,0 +1,67 @@
+"""gevent — a greenlet per connection on gevent's hub: the lesson's coroutine server.
+
+Written as *blocking IO* (the same handler as ``blocking`` and ``threads``),
+run as IO multiplexing: each connection is a greenlet, and gevent's
+cooperative sockets turn a ``recv`` that would block into a switch to the hub,
+which waits for readiness on all sockets at once (libev/libuv over epoll) and
+switches back to the greenlet whose socket is ready. One OS thread serves
+every client; nothing is monkey-patched, the sockets are gevent's own.
+
+Cost: one thread; a greenlet per connection (a few KiB of heap, its stack
+copied in and out on switch); each wait is a watcher start/stop plus a switch,
+on top of the recv/send syscalls.
+
+Choose it to run straightforward blocking-style code for many concurrent,
+mostly idle connections without threads; a CPU-bound handler stalls everyone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from typing import Any
+
+from .dispatch import DispatchModel
+
+
+class GeventModel(DispatchModel):
+    name = "gevent"
+    summary = "a greenlet per connection on gevent's hub (one thread)"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        if importlib.util.find_spec("gevent") is None:
+            return "gevent is not installed (pip install gevent)"
+        return None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import gevent
+        import gevent.pool
+        import gevent.socket
+
+        self._gevent = gevent
+        self._gsocket = gevent.socket
+        self._group = gevent.pool.Group()
+        self.sleep = gevent.sleep
+
+    def wrap_listener(self, listener: socket.socket) -> Any:
+        return self._gsocket.socket(fileno=listener.detach())
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        # gevent's own shutdown() cancels the greenlet waiting on the socket with
+        # an error; shutting down a duplicate of the descriptor instead makes the
+        # socket readable, so the waiting recv() returns EOF as on a plain socket.
+        try:
+            twin = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return
+        with twin:
+            super().shutdown(twin, how)
+
+    def dispatch(self, conn: Any) -> None:
+        self._group.spawn(self.handle, conn)
+
+    def wait_for_handlers(self) -> None:
+        self._group.join()

@@ -1,0 +1,139 @@
+"""The asyncio family: one Protocol, any event loop that speaks asyncio.
+
+asyncio and uvloop are event loops built on IO multiplexing (epoll): the loop
+waits for readiness on every socket, reads for the protocol, and calls it
+back. The protocol here is written once; the models differ only in the loop
+they run it on (:meth:`ProtocolModel.new_loop`).
+
+The protocol is a ``BufferedProtocol``: the loop reads straight into one
+buffer allocated once per server (``get_buffer``), so no read allocates a
+fresh 64-256 KiB bytes object. Flow control uses the transport's own water
+marks, set from the session's limits: above ``high`` buffered output the
+transport calls ``pause_writing`` and we stop reading from that client; at
+``low`` it calls ``resume_writing`` and we read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from abc import abstractmethod
+from typing import Any
+
+from ..net import DEFAULT_BACKLOG
+from .base import Model, ServerStats
+
+__all__ = ["ProtocolModel", "ServiceProtocol"]
+
+
+class ServiceProtocol(asyncio.BufferedProtocol):
+    """One connection: bytes from the loop into the session, replies to the transport."""
+
+    __slots__ = ("bytes_in", "bytes_out", "model", "session", "transport")
+
+    def __init__(self, model: ProtocolModel) -> None:
+        self.model = model
+        self.session = model.options.new_session()
+        self.transport: Any = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        model = self.model
+        model.stats.connections += 1
+        model.protocols.add(self)
+        limits = model.options.limits
+        transport.set_write_buffer_limits(high=limits.high, low=limits.low)
+        if model.stopping:
+            transport.close()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.model.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.bytes_in += nbytes
+        session = self.session
+        session.receive_data(self.model.buffer[:nbytes].tobytes())
+        out = session.take_data()
+        if out:
+            self.bytes_out += len(out)
+            self.transport.write(out)
+
+    def eof_received(self) -> bool:
+        session = self.session
+        session.receive_eof()
+        out = session.take_data()
+        if out:
+            self.bytes_out += len(out)
+            self.transport.write(out)
+        return False  # the transport closes itself once its buffer is flushed
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        model = self.model
+        model.stats.connection_done(self.bytes_in, self.bytes_out, exc is not None)
+        model.protocols.discard(self)
+        if model.stopping and not model.protocols and model.all_closed is not None:
+            model.all_closed.set()
+
+
+class ProtocolModel(Model):
+    """Serve :class:`ServiceProtocol` on the loop that :meth:`new_loop` makes."""
+
+    family = "asyncio"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = memoryview(bytearray(self.options.read_size))
+        self.protocols: set[ServiceProtocol] = set()
+        self.stopping = False
+        self.all_closed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    @abstractmethod
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        """A fresh event loop for this server."""
+
+    def serve(self, listener: socket.socket) -> ServerStats:
+        loop = self._loop = self.new_loop()
+        try:
+            loop.run_until_complete(self._serve(listener))
+        finally:
+            loop.close()
+        return self.stats.snapshot()
+
+    async def _serve(self, listener: socket.socket) -> None:
+        self._stop_requested = asyncio.Event()
+        self.all_closed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: ServiceProtocol(self), sock=listener, backlog=DEFAULT_BACKLOG
+        )
+        await self._stop_requested.wait()
+        server.close()
+        self.stopping = True
+        for protocol in tuple(self.protocols):
+            protocol.transport.close()  # flushes what is buffered, then closes
+        if self.protocols:
+            await self.all_closed.wait()
+        await server.wait_closed()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop_requested is not None:
+            self._loop.call_soon_threadsafe(self._stop_requested.set)
+
+    def abort(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._abort_all)
+
+    def _abort_all(self) -> None:
+        for protocol in tuple(self.protocols):
+            protocol.transport.abort()

@@ -1,0 +1,78 @@
+"""Socket plumbing shared by every model: listeners, limits, quiet closing."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import resource
+import socket
+
+__all__ = ["ListenError", "close_quietly", "make_listener", "raise_fd_limit", "shutdown_quietly"]
+
+DEFAULT_BACKLOG = 4096
+
+
+class ListenError(Exception):
+    """The listening socket could not be set up; the message says what to do."""
+
+
+def make_listener(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    backlog: int = DEFAULT_BACKLOG,
+    reuse_port: bool = False,
+) -> socket.socket:
+    """A bound, listening TCP socket (IPv4 or IPv6 from ``host``), blocking mode.
+
+    ``port=0`` lets the kernel pick a free port; read it back with
+    ``getsockname()``.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, _, proto, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"port {port} on {host} is already in use: stop the process that holds it, "
+                "or pick another port with --port (0 picks a free one)"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise ListenError(
+                f"not allowed to listen on {host}:{port}: use a port above 1023"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ListenError(f"{host} is not an address of this machine") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def shutdown_quietly(sock: socket.socket, how: int) -> None:
+    """``sock.shutdown(how)``, ignoring a socket that is already gone."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(how)
+
+
+def close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -1,0 +1,255 @@
+"""The sans-IO core: what the server says, written once and free of sockets.
+
+A *service* turns the bytes a client sent into the bytes to send back. It is a
+small object with two methods, ``on_data(bytes) -> bytes`` and
+``on_eof() -> bytes``, made fresh for every connection by a *factory* (so a
+service may keep per-connection state, such as a partial line).
+
+A :class:`Session` wraps one service for one connection and holds everything an
+IO model would otherwise have to write again: the queue of output not yet sent,
+the high/low water marks that tell a model when to stop reading from a client
+that does not read its replies (and when to start again), and the half-close
+rule (after the client's EOF, send what is pending, then close).
+
+Models only move bytes: ``receive_data`` what they read, send what
+``data_to_send``/``take_data`` give them, report ``sent``. Nothing here touches
+a socket, so it is tested in memory (``tests/test_service.py``), as h11 is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "SERVICES",
+    "EchoService",
+    "Limits",
+    "Service",
+    "ServiceFactory",
+    "ServiceLoadError",
+    "Session",
+    "UpperService",
+    "load_service",
+]
+
+
+class Service(Protocol):
+    """What a pluggable service implements (one instance per connection)."""
+
+    def on_data(self, data: bytes) -> bytes:
+        """Bytes received from the client -> bytes to send back (may be empty)."""
+        ...
+
+    def on_eof(self) -> bytes:
+        """The client half-closed; return any last bytes to send before closing."""
+        ...
+
+
+ServiceFactory = Callable[[], Service]
+
+
+class UpperService:
+    """The lesson's service: reply with ``data.upper()``.
+
+    ``bytes.upper`` changes only ASCII ``a``-``z``; every other byte passes
+    untouched, so the reply does not depend on how reads split the stream.
+    """
+
+    __slots__ = ()
+
+    def on_data(self, data: bytes) -> bytes:
+        return data.upper()
+
+    def on_eof(self) -> bytes:
+        return b""
+
+
+class EchoService:
+    """Reply with exactly what was received."""
+
+    __slots__ = ()
+
+    def on_data(self, data: bytes) -> bytes:
+        return data
+
+    def on_eof(self) -> bytes:
+        return b""
+
+
+SERVICES: dict[str, ServiceFactory] = {"upper": UpperService, "echo": EchoService}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Output-buffer water marks of a session, in bytes.
+
+    Above ``high`` pending bytes a model stops reading from the client; it
+    resumes once the client has drained the queue down to ``low``.
+    """
+
+    high: int = 256 * 1024
+    low: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low <= self.high or self.high <= 0:
+            raise ValueError(f"need 0 <= low <= high and high > 0, got low={self.low} high={self.high}")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Session:
+    """One connection's state: a service, the output queue, backpressure and EOF.
+
+    Typical use by a readiness loop::
+
+        session.receive_data(data)          # what recv() returned
+        view = session.data_to_send()       # send(view) -> n
+        session.sent(n)
+        if session.reading_paused: ...      # stop watching for reads
+        if session.finished: ...            # close the connection
+
+    Models whose transport buffers by itself (blocking ``sendall``, asyncio
+    transports) use ``take_data()`` instead of ``data_to_send``/``sent``.
+    """
+
+    __slots__ = ("_chunks", "_eof", "_high", "_low", "_offset", "_paused", "_pending", "_service")
+
+    def __init__(self, service: Service, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._service = service
+        self._high = limits.high
+        self._low = limits.low
+        self._chunks: list[bytes] = []
+        self._offset = 0  # bytes of _chunks[0] already sent
+        self._pending = 0
+        self._paused = False
+        self._eof = False
+
+    # -- input ---------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the client; the service's reply is queued."""
+        if self._eof:
+            raise RuntimeError("data received after EOF")
+        out = self._service.on_data(data)
+        if out:
+            self._chunks.append(out)
+            self._pending += len(out)
+            if self._pending > self._high:
+                self._paused = True
+
+    def receive_eof(self) -> None:
+        """The client half-closed (or the model stops reading for good)."""
+        if self._eof:
+            return
+        self._eof = True
+        out = self._service.on_eof()
+        if out:
+            self._chunks.append(out)
+            self._pending += len(out)
+
+    # -- output --------------------------------------------------------------
+    def data_to_send(self) -> bytes | memoryview:
+        """Everything pending, as one contiguous buffer (empty if nothing is)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if len(chunks) > 1:
+            first = chunks[0][self._offset :] if self._offset else chunks[0]
+            chunks[:] = [b"".join([first, *chunks[1:]])]
+            self._offset = 0
+        if self._offset:
+            return memoryview(chunks[0])[self._offset :]
+        return chunks[0]
+
+    def sent(self, n: int) -> None:
+        """``n`` bytes of what ``data_to_send`` returned went out."""
+        if n < 0 or n > self._pending:
+            raise ValueError(f"sent({n}) with {self._pending} bytes pending")
+        self._pending -= n
+        offset = self._offset + n
+        chunks = self._chunks
+        while chunks and offset >= len(chunks[0]):
+            offset -= len(chunks.pop(0))
+        self._offset = offset
+        if self._paused and self._pending <= self._low:
+            self._paused = False
+
+    def take_data(self) -> bytes:
+        """Remove and return everything pending (for transports that buffer)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if len(chunks) == 1 and not self._offset:
+            out = chunks[0]
+        else:
+            out = b"".join([chunks[0][self._offset :], *chunks[1:]])
+        self._chunks = []
+        self._offset = 0
+        self._pending = 0
+        self._paused = False
+        return out
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Bytes queued but not yet sent."""
+        return self._pending
+
+    @property
+    def reading_paused(self) -> bool:
+        """True from above the high-water mark until drained to the low one."""
+        return self._paused
+
+    @property
+    def eof_received(self) -> bool:
+        return self._eof
+
+    @property
+    def finished(self) -> bool:
+        """EOF seen and everything sent: the model should close now."""
+        return self._eof and not self._pending
+
+
+class ServiceLoadError(Exception):
+    """A ``--service`` spec that does not name a usable factory."""
+
+
+def load_service(spec: str) -> ServiceFactory:
+    """Resolve ``upper``, ``echo`` or ``package.module:factory`` to a factory.
+
+    The factory is called once per connection and must return an object with
+    ``on_data`` and ``on_eof``; it is called once here to check that.
+    """
+    if spec in SERVICES:
+        return SERVICES[spec]
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        known = ", ".join(SERVICES)
+        raise ServiceLoadError(
+            f"unknown service {spec!r}: use one of {known}, or 'package.module:factory'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ServiceLoadError(f"cannot import {module_name!r} for service {spec!r}: {exc}") from exc
+    factory = module
+    for part in attr.split("."):
+        try:
+            factory = getattr(factory, part)
+        except AttributeError:
+            raise ServiceLoadError(f"{module_name!r} has no attribute {attr!r}") from None
+    if not callable(factory):
+        raise ServiceLoadError(f"service factory {spec!r} is not callable")
+    try:
+        probe = factory()
+    except Exception as exc:
+        raise ServiceLoadError(f"service factory {spec!r} failed when called: {exc!r}") from exc
+    missing = [m for m in ("on_data", "on_eof") if not callable(getattr(probe, m, None))]
+    if missing:
+        raise ServiceLoadError(
+            f"service factory {spec!r} returned {type(probe).__name__}, which lacks {', '.join(missing)}"
+        )
+    return factory
