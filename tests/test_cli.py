@@ -131,3 +131,14 @@ def test_smoke_verifies_a_model() -> None:
 def test_smoke_rejects_unknown_models() -> None:
     proc = run_cli("smoke", "--models", "asyncio,bogus")
     assert_clean_error(proc, "bogus")
+
+
+@pytest.mark.parametrize(("model", "args", "flag"), [
+    ("select", ["--edge"], "--edge"),
+    ("epoll", ["--workers", "2"], "--workers"),
+    ("threads", ["--inner", "epoll"], "--inner"),
+    ("asyncio", ["--poll-interval", "0.1"], "--poll-interval"),
+])
+def test_options_for_other_models_are_refused(model: str, args: list[str], flag: str) -> None:
+    proc = run_cli("serve", "--model", model, "--port", "0", *args)
+    assert_clean_error(proc, flag, "applies to")

@@ -8,7 +8,7 @@ import pytest
 
 from iomodels.models import REGISTRY, Model, UnknownModel, describe, load_model, probe
 
-FAMILIES = {"blocking", "readiness", "completion", "asyncio"}
+FAMILIES = {"blocking", "process", "readiness", "completion", "asyncio"}
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

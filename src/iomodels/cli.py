@@ -11,6 +11,13 @@ from . import __version__
 from .models import REGISTRY
 
 MODEL_CHOICE = click.Choice(list(REGISTRY))
+OPTION_MODELS = {  # serve options that only some models read
+    "--workers": ("threadpool", "prefork"),
+    "--inner": ("prefork",),
+    "--reuse-port": ("prefork",),
+    "--edge": ("epoll",),
+    "--poll-interval": ("nonblocking",),
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,8 +58,17 @@ def models_cmd() -> None:
               help="Resume reading once unsent bytes drop to this (default high/4).")
 @click.option("--grace", default=5.0, show_default=True, type=click.FloatRange(0),
               help="Seconds given to connections to finish after SIGINT/SIGTERM.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="threadpool: threads (default min(32, cpus+4)); prefork: processes (default cpus).")
+@click.option("--inner", type=click.Choice(["threads", "asyncio", "uvloop", "epoll"]), default=None,
+              help="prefork: the model each worker runs (default uvloop, else epoll).")
+@click.option("--reuse-port", is_flag=True, help="prefork: a SO_REUSEPORT socket per worker.")
+@click.option("--edge", is_flag=True, help="epoll: edge-triggered (read and write until EAGAIN).")
+@click.option("--poll-interval", type=click.FloatRange(0, 10), default=None,
+              help="nonblocking: seconds to sleep between sweeps (default 0: pure busy loop).")
 def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
-              low_water: int | None, grace: float) -> None:
+              low_water: int | None, grace: float, workers: int | None, inner: str | None,
+              reuse_port: bool, edge: bool, poll_interval: float | None) -> None:
     """Serve the upper-case echo service (or SERVICE) under one IO model.
 
     Prints 'listening on HOST:PORT model=M' when ready. SIGINT/SIGTERM stop it
@@ -69,8 +85,17 @@ def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
         if low > high_water:
             raise click.BadParameter(f"{low} is above --high-water {high_water}",
                                      param_hint="--low-water")
-        options = ServeOptions(service=factory, limits=Limits(high_water, low))
-        run_server(model, host, port, options, grace=grace)
+        given = {"--workers": workers is not None, "--inner": inner is not None,
+                 "--reuse-port": reuse_port, "--edge": edge, "--poll-interval": poll_interval is not None}
+        for flag, is_given in given.items():
+            if is_given and model not in OPTION_MODELS[flag]:
+                raise click.BadParameter(
+                    f"applies to {' and '.join(OPTION_MODELS[flag])}, not to {model}", param_hint=flag)
+        extra = {"inner": inner, "reuse_port": reuse_port, "edge": edge,
+                 "poll_interval": poll_interval or 0.0, "grace": grace}
+        options = ServeOptions(service=factory, limits=Limits(high_water, low), workers=workers,
+                               extra=extra)
+        run_server(model, host, port, options, grace=grace, reuse_port=reuse_port)
     except (ListenError, ModelUnavailable, ServiceLoadError) as exc:
         raise click.ClickException(str(exc)) from None
 

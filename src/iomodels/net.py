@@ -7,7 +7,7 @@ import errno
 import resource
 import socket
 
-__all__ = ["ListenError", "close_quietly", "make_listener", "raise_fd_limit", "shutdown_quietly"]
+__all__ = ["ListenError", "Waker", "close_quietly", "make_listener", "raise_fd_limit", "shutdown_quietly"]
 
 DEFAULT_BACKLOG = 4096
 
@@ -76,3 +76,32 @@ def shutdown_quietly(sock: socket.socket, how: int) -> None:
 def close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
+
+
+class Waker:
+    """A socketpair that wakes a loop from a signal handler or another thread.
+
+    ``poke()`` is one non-blocking ``send`` (safe in a signal handler); the
+    loop watches ``reader`` and calls ``drain()`` when it is readable.
+    """
+
+    def __init__(self) -> None:
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._open = True
+
+    def poke(self) -> None:
+        if self._open:
+            with contextlib.suppress(OSError):  # full: already poked; closed: already stopped
+                self._writer.send(b"\0")
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.reader.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self._open = False
+        close_quietly(self.reader)
+        close_quietly(self._writer)

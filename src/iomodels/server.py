@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from .models import ServeOptions, ServerStats, load_model, probe
+from .models import Model, ServeOptions, ServerStats, load_model, probe
 from .net import make_listener, raise_fd_limit
 
-__all__ = ["READY_PREFIX", "STATS_PREFIX", "ModelUnavailable", "run_server"]
+__all__ = ["READY_PREFIX", "STATS_PREFIX", "ModelUnavailable", "run_server", "serve_until_signalled"]
 
 READY_PREFIX = "listening on "
 STATS_PREFIX = "stats: "
@@ -49,6 +50,26 @@ def run_server(
     listener = make_listener(host, port, reuse_port=reuse_port)
     bound_host, bound_port = listener.getsockname()[:2]
 
+    def announce() -> None:
+        print(f"{READY_PREFIX}{bound_host}:{bound_port} model={model_name}", file=out, flush=True)
+
+    stats = serve_until_signalled(model, listener, grace, on_ready=announce)
+    print(STATS_PREFIX + json.dumps(stats.as_dict()), file=out, flush=True)
+    return stats
+
+
+def serve_until_signalled(
+    model: Model,
+    listener: socket.socket,
+    grace: float = 5.0,
+    on_ready: Callable[[], None] | None = None,
+) -> ServerStats:
+    """``model.serve(listener)`` with SIGINT/SIGTERM wired to stop, then abort.
+
+    The first signal calls ``model.stop()`` and starts a ``grace``-second
+    timer (SIGALRM); the timer or a second signal calls ``model.abort()``.
+    The previous handlers are restored afterwards.
+    """
     signals_seen = 0
 
     def on_signal(signum: int, frame: object) -> None:
@@ -60,15 +81,14 @@ def run_server(
         else:
             model.abort()
 
-    previous: dict[int, Callable | int | None] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
-        previous[signum] = signal.signal(signum, on_signal)
+    previous = {signum: signal.signal(signum, on_signal)
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(previous))
     try:
-        print(f"{READY_PREFIX}{bound_host}:{bound_port} model={model_name}", file=out, flush=True)
-        stats = model.serve(listener)
+        if on_ready is not None:
+            on_ready()
+        return model.serve(listener)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    print(STATS_PREFIX + json.dumps(stats.as_dict()), file=out, flush=True)
-    return stats

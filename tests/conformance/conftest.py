@@ -9,17 +9,27 @@ import pytest
 from iomodels.models import REGISTRY, probe
 from iomodels.procs import ServerProcess
 
+# every registered model as it comes, plus the variants its options make
+VARIANTS: dict[str, tuple[str, list[str]]] = {name: (name, []) for name in REGISTRY}
+VARIANTS.update({
+    "epoll-edge": ("epoll", ["--edge"]),
+    "nonblocking-interval": ("nonblocking", ["--poll-interval", "0.001"]),
+    "prefork-reuseport-asyncio": ("prefork", ["--workers", "2", "--reuse-port", "--inner", "asyncio"]),
+    "prefork-threads": ("prefork", ["--workers", "2", "--inner", "threads"]),
+    "threadpool-2": ("threadpool", ["--workers", "2"]),
+})
 
-def start_or_skip(model: str) -> ServerProcess:
+
+def start_or_skip(model: str, args: list[str] | None = None) -> ServerProcess:
     reason = probe(model)
     if reason is not None:
         pytest.skip(f"model {model} is unavailable here: {reason}")
-    return ServerProcess(model).start()
+    return ServerProcess(model, args=args or []).start()
 
 
-@pytest.fixture(scope="module", params=list(REGISTRY))
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_or_skip(request.param)
+    srv = start_or_skip(*VARIANTS[request.param])
     yield srv
     assert srv.alive(), f"{srv.model} died during the suite:\n" + "\n".join(srv.lines)
     assert srv.stop() == 0, "\n".join(srv.lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import socket
 import time
 
@@ -65,7 +66,8 @@ def test_half_close_gets_full_reply_then_eof(server: ServerProcess) -> None:
 
 
 def test_reset_mid_stream_does_not_disturb_others(server: ServerProcess) -> None:
-    concurrent = server.model != "blocking"  # blocking would serve `other` first, forever
+    # blocking would serve `other` first, forever (and a 2-thread pool the same, soon)
+    concurrent = server.model != "blocking"
     other = connect(server.port) if concurrent else None
     victim = connect(server.port)
     victim.sendall(os.urandom(2 << 20))  # unread replies pile up on the server's side
@@ -76,6 +78,30 @@ def test_reset_mid_stream_does_not_disturb_others(server: ServerProcess) -> None
             assert roundtrip(other, b"still here") == b"STILL HERE"
     with connect(server.port) as fresh:
         assert roundtrip(fresh, b"after reset") == b"AFTER RESET"
+
+
+def test_a_client_that_never_reads_cannot_grow_the_server_without_bound(server: ServerProcess) -> None:
+    """Send up to 64 MiB without reading a byte: the server must stop reading
+    (water marks, or a blocked sendall) so the sender stalls long before the end."""
+    attempt = 64 << 20
+    accepted = 0
+    chunk = b"z" * (256 << 10)
+    sock = connect(server.port)
+    sock.setblocking(False)
+    try:
+        while accepted < attempt:
+            _, writable, _ = select.select([], [sock], [], 0.5)
+            if not writable:
+                break  # stalled: the server has stopped taking our bytes
+            try:
+                accepted += sock.send(chunk)
+            except BlockingIOError:
+                continue
+    finally:
+        reset(sock)
+    assert accepted < 40 << 20, f"server took {accepted >> 20} MiB without its replies being read"
+    with connect(server.port) as fresh:
+        assert roundtrip(fresh, b"next") == b"NEXT"
 
 
 def test_connect_and_close_without_sending(server: ServerProcess) -> None:

@@ -17,8 +17,17 @@ __all__ = ["REGISTRY", "Model", "ModelInfo", "ServeOptions", "ServerStats", "Unk
 REGISTRY: dict[str, str] = {
     "blocking": "iomodels.models.blocking:BlockingModel",
     "threads": "iomodels.models.threads:ThreadsModel",
-    "gevent": "iomodels.models.greenlets:GeventModel",
+    "threadpool": "iomodels.models.threadpool:ThreadPoolModel",
+    "prefork": "iomodels.models.prefork:PreforkModel",
+    "nonblocking": "iomodels.models.nonblocking:NonblockingModel",
+    "select": "iomodels.models.selectloop:SelectModel",
+    "poll": "iomodels.models.pollloop:PollModel",
+    "epoll": "iomodels.models.epollloop:EpollModel",
+    "sigio": "iomodels.models.sigio:SigioModel",
+    "io_uring": "iomodels.models.uring:UringModel",
     "asyncio": "iomodels.models.asyncio_loop:AsyncioModel",
+    "uvloop": "iomodels.models.uvloop_loop:UvloopModel",
+    "gevent": "iomodels.models.greenlets:GeventModel",
 }
 
 

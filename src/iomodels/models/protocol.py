@@ -97,6 +97,7 @@ class ProtocolModel(Model):
         self.all_closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
+        self._stop_early = False  # stop() came before the loop ran
 
     @abstractmethod
     def new_loop(self) -> asyncio.AbstractEventLoop:
@@ -112,6 +113,8 @@ class ProtocolModel(Model):
 
     async def _serve(self, listener: socket.socket) -> None:
         self._stop_requested = asyncio.Event()
+        if self._stop_early:
+            self._stop_requested.set()
         self.all_closed = asyncio.Event()
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
@@ -127,6 +130,7 @@ class ProtocolModel(Model):
         await server.wait_closed()
 
     def stop(self) -> None:
+        self._stop_early = True
         if self._loop is not None and self._stop_requested is not None:
             self._loop.call_soon_threadsafe(self._stop_requested.set)
 

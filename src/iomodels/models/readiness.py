@@ -1,0 +1,275 @@
+"""The readiness family: one event loop over non-blocking sockets, a pluggable wait.
+
+Every model here keeps all sockets non-blocking and runs the same loop:
+wait until some sockets are (probably) ready, then accept, ``recv_into`` one
+buffer allocated once per loop, hand the bytes to the connection's session,
+``send`` what it queues, and watch for writability only while output is
+pending. Backpressure comes from the session's water marks: above the high
+mark a connection is no longer watched for reading. Half-close, errors and the
+graceful stop are handled here, once.
+
+The models differ only in the :class:`Wait` step, the one OS call that tells
+the loop what is ready:
+
+* busy polling (``nonblocking``): no readiness call at all, every socket is
+  tried and EAGAIN is the answer most of the time;
+* ``select`` / ``poll`` / ``epoll``: IO multiplexing, one call for many sockets;
+* SIGIO (``sigio``): the kernel queues a signal per readiness change.
+
+A wait is *level-triggered* (it reports a socket for as long as it is ready:
+one ``recv`` per report is enough, and fair) or *edge-triggered* (it reports
+a change once: the loop must read and write until EAGAIN, and must remember
+a socket it left unread because of backpressure). ``Wait.edge`` says which.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..net import Waker, close_quietly
+from .base import Model, ServeOptions, ServerStats
+
+__all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
+
+log = logging.getLogger(__name__)
+
+READ = select.POLLIN  # == EPOLLIN
+WRITE = select.POLLOUT  # == EPOLLOUT
+ERROR = select.POLLERR | select.POLLHUP  # reported whether asked for or not
+_ACCEPT_BATCH = 256  # connections taken per readiness report of the listener (level-triggered)
+_SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Wait(ABC):
+    """The step that differs: tell the loop which registered fds are ready for what."""
+
+    edge = False  # True: each readiness change is reported once (read/write until EAGAIN)
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+
+    @abstractmethod
+    def add(self, fd: int, events: int) -> None:
+        """Start watching ``fd`` for ``events`` (READ/WRITE bits)."""
+
+    @abstractmethod
+    def modify(self, fd: int, events: int) -> None:
+        """Change what ``fd`` is watched for (only called when it changes)."""
+
+    @abstractmethod
+    def remove(self, fd: int) -> None:
+        """Stop watching ``fd`` (called before it is closed)."""
+
+    @abstractmethod
+    def wait(self) -> list[tuple[int, int]]:
+        """Block until something may be ready; return ``(fd, events)`` pairs."""
+
+    def refuse(self, fd: int) -> str | None:
+        """Why a new connection on ``fd`` cannot be watched (None: it can)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - most waits hold nothing
+        """Release what the wait holds."""
+
+
+class _Connection:
+    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "session", "sock")
+
+    def __init__(self, sock: socket.socket, session: Any) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session = session
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.events = READ
+
+
+class ReadinessModel(Model):
+    """The loop; a model supplies :meth:`new_wait`."""
+
+    family = "readiness"
+
+    def __init__(self, options: ServeOptions | None = None) -> None:
+        super().__init__(options)
+        self._conns: dict[int, _Connection] = {}
+        self._stop_requested = False
+        self._abort_requested = False
+        self._waker = Waker()
+        self._refused_logged = 0.0
+
+    @abstractmethod
+    def new_wait(self) -> Wait:
+        """The wait step this model uses."""
+
+    # -- stop / abort: signal-safe, they only set a flag and poke the waker ---------
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._waker.poke()
+
+    def abort(self) -> None:
+        self._abort_requested = True
+        self._waker.poke()
+
+    # -- the loop ----------------------------------------------------------------------
+    def serve(self, listener: socket.socket) -> ServerStats:
+        listener.setblocking(False)
+        waker = self._waker
+        wait = self._wait = self.new_wait()
+        self._edge = wait.edge
+        self._view = memoryview(bytearray(self.options.read_size))
+        lfd, wfd = listener.fileno(), waker.reader.fileno()
+        wait.add(lfd, READ)
+        wait.add(wfd, READ)
+        conns = self._conns
+        stopping = False
+        if self._edge:  # connections queued before we watched the listener raised no event
+            self._accept(listener)
+        waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
+        try:
+            while not (stopping and not conns):
+                for fd, events in wait.wait():
+                    conn = conns.get(fd)
+                    if conn is not None:
+                        if events & (READ | ERROR):
+                            self._readable(conn)
+                        if events & (WRITE | ERROR) and fd in conns:
+                            self._writable(conn)
+                    elif fd == lfd and not stopping:
+                        self._accept(listener)
+                    elif fd == wfd:
+                        waker.drain()
+                        if self._stop_requested and not stopping:
+                            stopping = True
+                            wait.remove(lfd)
+                            close_quietly(listener)
+                            self._stop_all()
+                        if self._abort_requested:
+                            for conn in tuple(conns.values()):
+                                self._close(conn, error=True)
+        finally:
+            for conn in tuple(conns.values()):
+                self._close(conn, error=True)
+            wait.close()
+            waker.close()
+            close_quietly(listener)
+        return self.stats.snapshot()
+
+    def _stop_all(self) -> None:
+        """Serve nothing more; close each connection once its replies are out."""
+        for conn in tuple(self._conns.values()):
+            conn.session.receive_eof()
+            self._after_io(conn)
+
+    def _accept(self, listener: socket.socket) -> None:
+        wait = self._wait
+        limit = 1 << 30 if self._edge else _ACCEPT_BATCH
+        for _ in range(limit):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _SHORTAGE:
+                    log.warning("accept failed (%s): out of file descriptors or memory", exc.strerror)
+                    time.sleep(0.01)  # level-triggered: the listener stays ready; do not spin flat out
+                return
+            self.stats.connections += 1
+            fd = sock.fileno()
+            reason = wait.refuse(fd)
+            if reason is not None:
+                self._refuse(sock, reason)
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock, self.options.new_session())
+            self._conns[fd] = conn
+            wait.add(fd, READ)
+            if self._edge:  # data that came before we watched the socket raised no event
+                self._readable(conn)
+
+    def _refuse(self, sock: socket.socket, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._refused_logged > 1.0:
+            self._refused_logged = now
+            log.warning("refusing a connection: %s", reason)
+        close_quietly(sock)
+        self.stats.connection_done(0, 0, True)
+
+    def _readable(self, conn: _Connection) -> None:
+        session = conn.session
+        if session.reading_paused or session.eof_received:
+            return
+        recv_into = conn.sock.recv_into
+        view = self._view
+        while True:
+            try:
+                n = recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(conn, error=True)
+                return
+            if not n:
+                session.receive_eof()
+                break
+            conn.bytes_in += n
+            session.receive_data(view[:n].tobytes())
+            if not self._send(conn):
+                return
+            if not self._edge or session.reading_paused:
+                break
+        self._after_io(conn)
+
+    def _writable(self, conn: _Connection) -> None:
+        session = conn.session
+        was_paused = session.reading_paused
+        if not self._send(conn):
+            return
+        if self._edge and was_paused and not session.reading_paused:
+            self._readable(conn)  # its read edge may have come and gone while paused
+        else:
+            self._after_io(conn)
+
+    def _send(self, conn: _Connection) -> bool:
+        """Send what is pending until the kernel takes no more; False if the connection died."""
+        session = conn.session
+        send = conn.sock.send
+        while session.pending:
+            data = session.data_to_send()
+            try:
+                n = send(data)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(conn, error=True)
+                return False
+            session.sent(n)
+            conn.bytes_out += n
+            if n < len(data):
+                break
+        return True
+
+    def _after_io(self, conn: _Connection) -> None:
+        session = conn.session
+        if session.finished:
+            self._close(conn, error=False)
+            return
+        events = 0 if session.reading_paused or session.eof_received else READ
+        if session.pending:
+            events |= WRITE
+        if events != conn.events:
+            conn.events = events
+            self._wait.modify(conn.fd, events)
+
+    def _close(self, conn: _Connection, error: bool) -> None:
+        if self._conns.pop(conn.fd, None) is None:
+            return
+        self._wait.remove(conn.fd)
+        close_quietly(conn.sock)
+        self.stats.connection_done(conn.bytes_in, conn.bytes_out, error)

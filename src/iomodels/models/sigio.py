@@ -1,0 +1,123 @@
+"""sigio — signal-driven IO: the kernel queues a signal whenever a socket becomes ready.
+
+The lesson's *signal-driven IO*. Each socket is put in O_ASYNC mode with
+``F_SETOWN`` (deliver to this process) and ``F_SETSIG`` (use a real-time
+signal instead of plain SIGIO). Real-time signals queue, one per readiness
+change, and each carries the fd and the poll band (POLLIN, POLLOUT, ...) in
+its siginfo. The waiting phase costs the process nothing; the copy phase is
+ordinary non-blocking ``recv``/``send``.
+
+How we learn *which* fd: Python's ``sigwaitinfo`` result has no ``si_fd``, so
+the signals are blocked and read from a ``signalfd`` instead (opened with
+ctypes; Python has no binding): each 128-byte ``signalfd_siginfo`` record has
+``ssi_fd`` and ``ssi_band``. A signal is raised per *change*, like an
+edge-triggered epoll, so the loop reads and writes until EAGAIN. When the
+real-time queue overflows (RLIMIT_SIGPENDING), the kernel sends plain SIGIO
+with no fd; we then sweep every socket once.
+
+Cost: a queued signal (kernel allocation) per readiness change, one
+``read`` on the signalfd per batch, one thread. A stale signal for a closed
+and reused fd costs one EAGAIN.
+
+Choose it to learn the model; in practice epoll does the same job with
+less machinery, and signals mix badly with libraries and threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import os
+import signal
+import struct
+
+from .readiness import ERROR, READ, WRITE, ReadinessModel, Wait
+
+SIG = signal.SIGRTMIN  # the real-time signal our sockets raise
+_RECORD = 128  # sizeof(struct signalfd_siginfo)
+_FIELDS = struct.Struct("=I16xi4xI")  # ssi_signo, (errno, code, pid, uid), ssi_fd, (tid), ssi_band
+_SFD_CLOEXEC = os.O_CLOEXEC
+
+
+def _open_signalfd(signals: set[int]) -> int:
+    """A blocking signalfd for ``signals`` (which the caller has blocked)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    mask = ctypes.create_string_buffer(128)  # sigset_t: 1024 bits
+    libc.sigemptyset(mask)
+    for signum in signals:
+        libc.sigaddset(mask, signum)
+    fd = libc.signalfd(-1, mask, _SFD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"signalfd: {os.strerror(err)}")
+    return fd
+
+
+class SigioWait(Wait):
+    edge = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.watched: set[int] = set()
+        self.pid = os.getpid()
+        self.signals = {SIG, signal.SIGIO}
+        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+        self.sfd = _open_signalfd(self.signals)
+
+    def add(self, fd: int, events: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_SETOWN, self.pid)
+        fcntl.fcntl(fd, fcntl.F_SETSIG, SIG)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
+        self.watched.add(fd)
+
+    def modify(self, fd: int, events: int) -> None:
+        pass  # a signal comes for every change anyway
+
+    def remove(self, fd: int) -> None:
+        self.watched.discard(fd)
+
+    def wait(self) -> list[tuple[int, int]]:
+        data = os.read(self.sfd, _RECORD * 512)  # blocks until at least one signal is queued
+        ready: dict[int, int] = {}
+        overflow = False
+        for offset in range(0, len(data), _RECORD):
+            signo, fd, band = _FIELDS.unpack_from(data, offset)
+            if signo == SIG:
+                ready[fd] = ready.get(fd, 0) | (band & (READ | WRITE | ERROR))
+            else:  # plain SIGIO: the real-time queue overflowed, fds unknown
+                overflow = True
+        if overflow:
+            return [(fd, READ | WRITE) for fd in self.watched]
+        return list(ready.items())
+
+    def close(self) -> None:
+        os.close(self.sfd)
+        # drop signals still queued for us before unblocking, or SIGIO's default action kills us
+        for signum in self.signals:
+            while signal.sigtimedwait([signum], 0) is not None:
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
+
+
+class SigioModel(ReadinessModel):
+    name = "sigio"
+    summary = "signal-driven IO: O_ASYNC sockets raise a queued real-time signal"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        if not hasattr(fcntl, "F_SETSIG"):
+            return "fcntl.F_SETSIG is missing (Linux-only)"
+        try:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {SIG})
+            try:
+                os.close(_open_signalfd({SIG}))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        except (OSError, AttributeError) as exc:
+            return f"signalfd is not usable: {exc}"
+        return None
+
+    def new_wait(self) -> Wait:
+        return SigioWait(self.options)

@@ -1,0 +1,270 @@
+"""io_uring — completion-based asynchronous IO: the kernel waits *and* copies.
+
+The lesson's *asynchronous IO*. Instead of asking "which sockets are ready?"
+and then copying, the loop submits operations (accept, recv, send) to a ring
+shared with the kernel and later reaps their completions: the data has
+already been copied when a recv completes, and a send completes only when
+the kernel has taken all of it. The process never blocks in a socket call;
+it blocks only in ``ring.wait()`` for the next batch of completions.
+
+* one multishot **accept** on the listener yields every new connection;
+* one multishot **recv** per connection, with *provided buffers*: the kernel
+  picks a buffer from one shared pool (``create_buf_group``) when data
+  arrives, so an idle connection holds no buffer at all: memory at 10k
+  connections is the pool, not 10k buffers;
+* each reply is one **send-all** (the binding re-submits partial sends).
+
+Submissions are batched: new operations are queued while a batch of
+completions is handled and go to the kernel in one ``io_uring_enter`` when
+the loop waits again. Errors (resets, EPIPE, ENOBUFS when the pool is
+momentarily empty, ECANCELED) arrive as completions like everything else.
+Backpressure: above the session's high-water mark of unsent bytes the
+connection's recv is cancelled; it is re-armed once sends drain to the low
+mark.
+
+Cost: one thread; per connection a socket object, two completion handles
+and the session; per request one recv completion, one send SQE and its
+completion, and no readiness step at all.
+
+Choose it where syscall count matters (many connections, small messages)
+and the kernel allows io_uring (some containers and hardened kernels turn it
+off, which the probe reports). Binding: ``uring-api`` (pinned pre-release).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from ..net import Waker, close_quietly
+from .base import Model, ServerStats
+
+log = logging.getLogger(__name__)
+
+_BUFFER_SIZE = 16 * 1024  # one provided buffer
+_BUFFER_COUNT = 256  # the shared pool: 4 MiB, whatever the number of connections
+_RING_ENTRIES = 1024
+_WAKE = object()  # user_data of the waker's recv
+_ACCEPT = object()  # user_data of the multishot accept
+
+
+class _Connection:
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes",
+                 "sending_ops", "session", "sock")
+
+    def __init__(self, sock: socket.socket, session: Any) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session = session
+        self.recv: Any = None  # the armed multishot recv, or None
+        self.paused = False  # its recv was cancelled for backpressure
+        self.sending_bytes = 0
+        self.sending_ops = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.error = False
+
+
+class UringModel(Model):
+    name = "io_uring"
+    family = "completion"
+    summary = "io_uring: multishot accept/recv with a shared buffer pool, batched submits"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        try:
+            import uring_api
+        except ImportError as exc:
+            return f"the io_uring binding is missing (pip install uring-api): {exc}"
+        try:
+            features = uring_api.probe()
+        except OSError as exc:
+            return f"io_uring_setup failed: {exc.strerror or exc}"
+        if not features.get("available"):
+            return "the kernel refuses io_uring (kernel.io_uring_disabled, seccomp, or too old)"
+        missing = [f for f in ("IORING_ACCEPT_MULTISHOT", "IORING_RECV_MULTISHOT", "IORING_BUF_RING")
+                   if not features.get(f)]
+        if missing:
+            return f"the kernel lacks {', '.join(missing)} (needs Linux 6.0+)"
+        return None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conns: set[_Connection] = set()
+        self._stop_requested = False
+        self._abort_requested = False
+        self._waker = Waker()
+
+    # -- signal-safe controls ------------------------------------------------------
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._waker.poke()
+
+    def abort(self) -> None:
+        self._abort_requested = True
+        self._waker.poke()
+
+    # -- the loop --------------------------------------------------------------------
+    def serve(self, listener: socket.socket) -> ServerStats:
+        import uring_api
+
+        self._u = uring_api
+        ring = self._ring = uring_api.Ring(entries=_RING_ENTRIES, cq_entries=_RING_ENTRIES * 8)
+        self._pool = ring.create_buf_group(_BUFFER_SIZE, _BUFFER_COUNT)
+        wake_fd = self._waker.reader.fileno()
+        wake_buf = bytearray(64)
+        ring.prepare_recv(wake_fd, wake_buf, 0, _WAKE)
+        self._waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
+        self._listener: socket.socket | None = listener
+        self._accept = ring.prepare_accept_multishot(listener.fileno(), 0, _ACCEPT)
+        self._stopping = False
+        kind_recv = uring_api.COMPLETION_KIND_RECV_MULTISHOT
+        kind_send = uring_api.COMPLETION_KIND_SEND_ALL
+        try:
+            while not (self._stopping and not self._conns and self._listener is None):
+                try:
+                    batch = ring.wait(None) or ()
+                except InterruptedError:  # a signal handler ran (and may have poked the waker)
+                    continue
+                for c in batch:
+                    kind = c.kind
+                    if kind == kind_recv:
+                        self._on_recv(c)
+                    elif kind == kind_send:
+                        self._on_sent(c)
+                    else:
+                        target = c.user_data
+                        if target is _ACCEPT:
+                            self._on_accept(c)
+                        elif target is _WAKE:
+                            self._on_wake(wake_fd, wake_buf)
+                        # cancel acknowledgements carry no user data: nothing to do
+        finally:
+            for conn in tuple(self._conns):
+                self._finish(conn, force=True)
+            if self._listener is not None:
+                close_quietly(self._listener)
+            ring.close()
+            self._waker.close()
+        return self.stats.snapshot()
+
+    def _on_wake(self, wake_fd: int, wake_buf: bytearray) -> None:
+        if self._stop_requested and not self._stopping:
+            self._stopping = True
+            self._ring.prepare_cancel(self._accept)
+            for conn in tuple(self._conns):
+                self._stop_reading(conn)
+                conn.session.receive_eof()
+                self._maybe_close(conn)
+        if self._abort_requested:
+            for conn in tuple(self._conns):
+                conn.error = True
+                self._ring.prepare_shutdown_nowait(conn.fd, socket.SHUT_RDWR)
+            self._ring.submit()
+        self._ring.prepare_recv(wake_fd, wake_buf, 0, _WAKE)
+
+    def _on_accept(self, c: Any) -> None:
+        res = c.res
+        if res >= 0:
+            self.stats.connections += 1
+            sock = socket.socket(fileno=res)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock, self.options.new_session())
+            self._conns.add(conn)
+            if self._stopping:
+                conn.session.receive_eof()
+                self._maybe_close(conn)
+            else:
+                self._arm_recv(conn)
+        elif -res in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            log.warning("accept failed (%s): out of file descriptors or memory", os.strerror(-res))
+            time.sleep(0.01)  # the re-armed accept would fail again at once: do not spin flat out
+        if not c.flags & self._u.IORING_CQE_F_MORE:  # the multishot accept ended
+            c.take_user_data()
+            if self._listener is not None:
+                if self._stopping:
+                    close_quietly(self._listener)
+                    self._listener = None
+                else:
+                    self._accept = self._ring.prepare_accept_multishot(
+                        self._listener.fileno(), 0, _ACCEPT)
+
+    def _arm_recv(self, conn: _Connection) -> None:
+        conn.paused = False
+        conn.recv = self._ring.prepare_recv_multishot(conn.fd, self._pool, 0, conn)
+
+    def _stop_reading(self, conn: _Connection) -> None:
+        """Stop for good: nothing more of this recv is delivered; its buffers go back."""
+        if conn.recv is not None:
+            self._ring.prepare_cancel(conn.recv, None, no_deliver_multi=True)
+            conn.recv = None
+
+    def _on_recv(self, c: Any) -> None:
+        more = c.flags & self._u.IORING_CQE_F_MORE
+        conn: _Connection = c.user_data if more else c.take_user_data()
+        res = c.res
+        session = conn.session
+        if conn not in self._conns or session.eof_received:
+            if res > 0:
+                c.result.close()  # data after we stopped reading: not served
+            return
+        if res > 0:
+            conn.bytes_in += res
+            session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
+            self._send(conn)
+        if not more:  # this multishot recv is over
+            conn.recv = None
+            if res == 0:
+                session.receive_eof()
+                self._send(conn)
+            elif res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED):
+                conn.error = True  # reset and friends
+            elif not conn.paused and not self._stopping:
+                self._arm_recv(conn)  # pool was empty, or it drained while the cancel travelled
+        self._maybe_close(conn)
+
+    def _send(self, conn: _Connection) -> None:
+        out = conn.session.take_data()
+        if not out:
+            return
+        conn.sending_bytes += len(out)
+        conn.sending_ops += 1
+        self._ring.prepare_send_all(conn.fd, out, 0, conn)
+        if conn.sending_bytes > self.options.limits.high and not conn.paused and conn.recv is not None:
+            conn.paused = True
+            self._ring.prepare_cancel(conn.recv)  # data already copied is still delivered
+
+    def _on_sent(self, c: Any) -> None:
+        conn: _Connection = c.take_user_data()
+        conn.sending_ops -= 1
+        res = c.res
+        if res < 0:
+            conn.error = True
+        else:
+            conn.sending_bytes -= res
+            conn.bytes_out += res
+        if conn.paused and conn.sending_bytes <= self.options.limits.low:
+            conn.paused = False
+            if conn.recv is None and not conn.error and not self._stopping \
+                    and not conn.session.eof_received:
+                self._arm_recv(conn)  # else the cancelled recv's last leg re-arms it
+        self._maybe_close(conn)
+
+    def _maybe_close(self, conn: _Connection) -> None:
+        if conn.sending_ops:
+            return
+        if conn.error or conn.session.eof_received:
+            self._finish(conn)
+
+    def _finish(self, conn: _Connection, force: bool = False) -> None:
+        if conn not in self._conns:
+            return
+        if conn.recv is not None:
+            self._stop_reading(conn)
+        self._conns.discard(conn)
+        close_quietly(conn.sock)
+        self.stats.connection_done(conn.bytes_in, conn.bytes_out, conn.error or force)

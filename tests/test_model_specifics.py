@@ -1,0 +1,136 @@
+"""Behaviour particular to one model: limits, supervision, fallbacks, trade-offs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import psutil
+import pytest
+
+from iomodels.models import probe
+from iomodels.procs import ServerProcess
+
+from .conformance.clients import connect, recv_exactly, roundtrip
+
+
+def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
+    with ServerProcess("select") as srv:
+        first = connect(srv.port)
+        assert roundtrip(first, b"first") == b"FIRST"
+        clients = [connect(srv.port) for _ in range(1100)]  # server fds pass 1024 on the way
+        try:
+            answered = refused = 0
+            for sock in clients:
+                sock.sendall(b"ping")
+                try:
+                    reply = recv_exactly(sock, 4)
+                except (EOFError, ConnectionResetError):
+                    refused += 1
+                else:
+                    assert reply == b"PING"
+                    answered += 1
+            assert refused > 50, "connections beyond FD_SETSIZE were not refused"
+            assert answered > 900
+            assert roundtrip(first, b"still") == b"STILL"
+        finally:
+            for sock in clients:
+                sock.close()
+            first.close()
+        srv.stop()
+        assert any("beyond select()'s FD_SETSIZE" in line for line in srv.lines)
+        assert srv.stats is not None and srv.stats["errors"] >= refused
+
+
+def test_threadpool_serves_at_most_its_size_at_once() -> None:
+    with ServerProcess("threadpool", args=["--workers", "1"]) as srv:
+        holder = connect(srv.port)
+        assert roundtrip(holder, b"a") == b"A"  # the only worker is now tied to `holder`
+        waiting = connect(srv.port)
+        waiting.sendall(b"b")
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)  # queued, not served
+        holder.close()  # frees the worker
+        waiting.settimeout(10)
+        assert waiting.recv(1) == b"B"
+        waiting.close()
+
+
+def test_prefork_replaces_a_worker_that_dies() -> None:
+    with ServerProcess("prefork", args=["--workers", "2", "--inner", "epoll"]) as srv:
+        parent = psutil.Process(srv.pid)
+        deadline = time.monotonic() + 10
+        while len(parent.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = {child.pid for child in parent.children()}
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            now = {child.pid for child in parent.children()}
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.05)
+        now = {child.pid for child in parent.children()}
+        assert victim not in now and len(now) == 2, "the dead worker was not replaced"
+        for _ in range(20):  # the port is served by whichever workers exist
+            with connect(srv.port) as sock:
+                assert roundtrip(sock, b"ok?") == b"OK?"
+        assert srv.stop() == 0
+    assert any("died (killed by SIGKILL); starting a new one" in line for line in srv.lines)
+
+
+def test_prefork_stop_reaps_every_worker() -> None:
+    with ServerProcess("prefork", args=["--workers", "3"]) as srv:
+        parent = psutil.Process(srv.pid)
+        deadline = time.monotonic() + 10
+        while len(parent.children()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = parent.children()
+        assert srv.stop() == 0
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+
+
+@pytest.mark.skipif(probe("sigio") is not None, reason=f"sigio unavailable: {probe('sigio')}")
+def test_sigio_names_the_ready_fd_and_sweeps_on_queue_overflow() -> None:
+    from iomodels.models.base import ServeOptions
+    from iomodels.models.readiness import READ, WRITE
+    from iomodels.models.sigio import SigioWait
+
+    wait = SigioWait(ServeOptions())
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        for sock in (a, c):
+            wait.add(sock.fileno(), READ)
+        b.send(b"x")  # a becomes readable: one queued real-time signal naming a's fd
+        ready = dict(wait.wait())
+        assert ready.keys() == {a.fileno()} and ready[a.fileno()] & READ
+        os.kill(os.getpid(), signal.SIGIO)  # what the kernel sends when the RT queue overflows
+        swept = dict(wait.wait())
+        assert swept == {a.fileno(): READ | WRITE, c.fileno(): READ | WRITE}
+    finally:
+        wait.close()
+        for sock in (a, b, c, d):
+            sock.close()
+
+
+def _idle_cpu_percent(args: list[str]) -> float:
+    with ServerProcess("nonblocking", args=args) as srv:
+        proc = psutil.Process(srv.pid)
+        with connect(srv.port) as sock:  # one idle client: a sweep has something to try
+            assert roundtrip(sock, b"x") == b"X"
+            proc.cpu_percent(None)
+            time.sleep(1.0)
+            return proc.cpu_percent(None)
+
+
+def test_nonblocking_spins_unless_given_an_interval() -> None:
+    busy = _idle_cpu_percent([])
+    relaxed = _idle_cpu_percent(["--poll-interval", "0.05"])
+    assert busy > 40, f"a pure busy loop should burn a core while idle, used {busy:.0f}%"
+    assert relaxed < 15, f"sleeping 50 ms between sweeps should leave the CPU idle, used {relaxed:.0f}%"
