@@ -100,6 +100,77 @@ def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
         raise click.ClickException(str(exc)) from None
 
 
+@main.command("load")
+@click.argument("target", default="127.0.0.1:8080", required=False)
+@click.option("--connections", "-c", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--size", "-s", default="1024", show_default=True,
+              help="Message size in bytes, or a range like 64-4096 for random sizes.")
+@click.option("--duration", "-d", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds to measure (default 10 unless --requests is given).")
+@click.option("--requests", "-n", type=click.IntRange(1), default=None,
+              help="Stop after this many verified requests.")
+@click.option("--warmup", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds of load before measuring (not counted).")
+@click.option("--rate", "-r", type=float, default=None,
+              help="Open loop: requests/s over all connections (default: closed loop).")
+@click.option("--expect", type=click.Choice(["upper", "echo"]), default="upper", show_default=True,
+              help="How a reply is verified.")
+@click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
+@click.option("--procs", "-p", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes; their histograms are merged.")
+@click.option("--connect-rate", type=float, default=None, help="New connections per second.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds before an unanswered request counts as a timeout.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the full result (with the histogram and host facts) here.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+def load_cmd(target: str, connections: int, size: str, duration: float | None, requests: int | None,
+             warmup: float, rate: float | None, expect: str, engine: str, procs: int,
+             connect_rate: float | None, timeout: float, json_path: str | None, quiet: bool) -> None:
+    """Drive TARGET (HOST:PORT) with verified request/response load.
+
+    Every reply byte is checked against the expected transform. Exits non-zero
+    if any reply was wrong or lost (mismatch, short, reset, timeout).
+    """
+    import json
+
+    from .loadgen import LoadError, Workload, run_load
+    from .loadgen.workload import parse_size, parse_target
+    from .reporting import print_load_result, progress_printer
+
+    try:
+        host, port = parse_target(target)
+        size_min, size_max = parse_size(size)
+        if rate is not None and rate <= 0:
+            raise click.BadParameter("must be positive (leave it out for a closed loop)",
+                                     param_hint="--rate")
+        if connect_rate is not None and connect_rate <= 0:
+            raise click.BadParameter("must be positive", param_hint="--connect-rate")
+        if procs > connections:
+            raise click.BadParameter(f"{procs} processes for {connections} connections",
+                                     param_hint="--procs")
+        workload = Workload(
+            host=host, port=port, connections=connections, size_min=size_min, size_max=size_max,
+            duration=duration if duration is not None or requests is not None else 10.0,
+            requests=requests, warmup=warmup, rate=rate, expect=expect, engine=engine, procs=procs,
+            connect_rate=connect_rate, timeout=timeout)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        with progress_printer(quiet) as on_progress:
+            result = run_load(workload, on_progress)
+    except LoadError as exc:
+        raise click.ClickException(str(exc)) from None
+    print_load_result(result)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+    if not result["ok"]:
+        raise click.ClickException(
+            f"{result['lost_or_wrong']} replies were wrong or lost" if result["lost_or_wrong"]
+            else "no request completed")
+
+
 @main.group("demo")
 def demo() -> None:
     """The lesson's demos: pools with callbacks, gevent coroutines."""

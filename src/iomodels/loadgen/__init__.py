@@ -1,0 +1,12 @@
+"""``iomodels load``: a verified TCP request/response load generator.
+
+Workload in (:mod:`.workload`), one or more worker processes each running an
+engine (:mod:`.aio_engine` or :mod:`.thread_engine`), tallies merged with
+HdrHistogram (:mod:`.tally`), one result out (:mod:`.runner`).
+"""
+
+from .runner import LoadError, run_load
+from .tally import Tally
+from .workload import Workload
+
+__all__ = ["LoadError", "Tally", "Workload", "run_load"]

@@ -1,0 +1,294 @@
+"""The default engine: one uvloop loop, one BufferedProtocol per connection, no tasks per request.
+
+Each connection has at most one request in flight. The reply is read straight
+into a per-connection buffer (``get_buffer``) and compared with the expected
+bytes once complete. Closed loop: the next request goes out as soon as a
+reply is verified. Open loop: request *k* of a connection is due at
+``start + k * interval``; it goes out then, or as soon as the previous reply
+arrives if that is later, and its latency is measured from the time it was
+*due* when it had to wait for the previous reply (coordinated omission
+corrected, as wrk2 does). A request that waited only for its own due time
+counts from when it went out: event-loop timers fire up to a millisecond
+late, and that lateness belongs to the generator, not to the server.
+
+Every failure is counted by kind and the connection is replaced after a short
+pause, so a run always reaches its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .tally import Tally
+from .workload import MessagePool, Workload
+
+__all__ = ["run"]
+
+_RECONNECT_DELAY = 0.05
+_MAX_RECONNECT_DELAY = 1.0
+
+
+class _Client(asyncio.BufferedProtocol):
+    __slots__ = ("buffer", "due", "engine", "expected", "got", "index", "need", "next_message",
+                 "sent_at", "start", "transport", "view")
+
+    def __init__(self, engine: _Engine, index: int) -> None:
+        self.engine = engine
+        self.index = index
+        self.next_message = index % engine.pool.count
+        self.buffer = bytearray(engine.workload.size_max)
+        self.view = memoryview(self.buffer)
+        self.transport: Any = None
+        self.expected: bytes | None = None  # reply awaited, or None when idle
+        self.need = 0
+        self.got = 0
+        self.due = 0.0  # when the request in flight was due on the open-loop schedule
+        self.sent_at = 0.0
+        self.start = 0.0  # where its latency is counted from
+
+    # -- asyncio callbacks ------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.engine.connected(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.expected is None:
+            return self.view  # bytes nobody asked for: counted as a mismatch in buffer_updated
+        return self.view[self.got : self.need]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        expected = self.expected
+        if expected is None:
+            self.engine.failed(self, "mismatch")
+            return
+        self.got += nbytes
+        if self.got < self.need:
+            return
+        now = time.perf_counter()
+        if self.view[: self.need] != expected:
+            self.engine.failed(self, "mismatch")
+            return
+        self.expected = None
+        self.engine.completed(self, now)
+
+    def eof_received(self) -> bool:
+        if self.expected is not None:
+            self.engine.failed(self, "short")
+        else:
+            self.engine.failed(self, None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.engine.lost(self, exc)
+
+    # -- requests -----------------------------------------------------------------------
+    def send(self, due: float, behind: bool = False) -> None:
+        """Send the next message; ``behind``: it waited for the previous reply past its due time,
+        so its latency counts from ``due`` (coordinated omission), else from now."""
+        engine = self.engine
+        pool = engine.pool
+        i = self.next_message
+        self.next_message = (i + 1) % pool.count
+        message = pool.messages[i]
+        self.expected = pool.expected[i]
+        self.need = len(message)
+        self.got = 0
+        self.due = due
+        self.sent_at = now = time.perf_counter()
+        self.start = due if behind else now
+        engine.tally.bytes_sent += self.need
+        self.transport.write(message)
+
+
+class _Engine:
+    def __init__(self, workload: Workload, on_tick: Callable[[Tally], None] | None) -> None:
+        self.workload = workload
+        self.pool = MessagePool(workload)
+        self.tally = Tally()
+        self.on_tick = on_tick
+        self.clients: set[_Client] = set()
+        self.running = True
+        self.measuring = workload.warmup == 0
+        self.interval = workload.connections / workload.rate if workload.rate else 0.0
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        self.failures_in_a_row: dict[int, int] = {}
+        self.started = 0.0
+        self.measure_start = 0.0
+        self.measure_end = 0.0
+
+    # -- connections --------------------------------------------------------------------
+    def open(self, index: int, delay: float = 0.0) -> None:
+        if delay:
+            self.loop.call_later(delay, self.open, index)
+            return
+        if self.running:
+            self.loop.create_task(self._connect(index))
+
+    async def _connect(self, index: int) -> None:
+        w = self.workload
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Client(self, index), w.host, w.port), w.timeout)
+        except ConnectionRefusedError:
+            self._retry(index, "refused")
+        except TimeoutError:
+            self._retry(index, "timeout")
+        except OSError:
+            self._retry(index, "connect")
+
+    def _retry(self, index: int, kind: str | None) -> None:
+        if kind is not None and self.running:
+            self.tally.error(kind)
+        streak = self.failures_in_a_row.get(index, 0) + 1
+        self.failures_in_a_row[index] = streak
+        self.open(index, min(_RECONNECT_DELAY * streak, _MAX_RECONNECT_DELAY))
+
+    def connected(self, client: _Client) -> None:
+        if not self.running:
+            client.transport.close()
+            return
+        self.tally.connections_opened += 1
+        self.failures_in_a_row.pop(client.index, None)
+        self.clients.add(client)
+        now = time.perf_counter()
+        if self.interval:  # open loop: stagger the connections over one interval
+            first = now + (client.index % self.workload.connections) / self.workload.rate
+            self.loop.call_later(first - now, self._due, client, first)
+        else:
+            client.send(now)
+
+    def _due(self, client: _Client, due: float) -> None:
+        # only ever scheduled for an idle client (after its reply, or when it connects)
+        if self.running and client.transport is not None and client.expected is None:
+            client.send(due)
+
+    def completed(self, client: _Client, now: float) -> None:
+        tally = self.tally
+        if self.measuring and self.running:
+            tally.requests += 1
+            tally.bytes_verified += client.need
+            tally.latencies[int((now - client.start) * 1e6)] += 1
+            if self.workload.requests is not None and tally.requests >= self.workload.requests:
+                self.finish()
+                return
+        if not self.running:
+            client.transport.close()  # the run is over; its last reply is in
+            self.clients.discard(client)
+            if not self.clients and not self.done.done():
+                self.done.set_result(None)
+            return
+        if not self.interval:
+            client.send(now)
+            return
+        due = client.due + self.interval
+        if due <= now:
+            client.send(due, behind=True)  # the server kept it waiting: latency counts from `due`
+        else:  # idle until due; the timer's lateness (ms-grained) is ours, not the server's
+            self.loop.call_later(due - now, self._due, client, due)
+
+    def failed(self, client: _Client, kind: str | None) -> None:
+        """The connection is unusable: count why, drop it, and open another."""
+        transport = client.transport
+        if transport is None:
+            return
+        client.transport = None
+        self.clients.discard(client)
+        transport.abort()
+        if self.running:
+            self._retry(client.index, kind)
+
+    def lost(self, client: _Client, exc: Exception | None) -> None:
+        kind = None
+        if client.expected is not None:
+            kind = "reset" if isinstance(exc, ConnectionResetError) or exc is not None else "short"
+        self.failed(client, kind)
+
+    # -- timeline ---------------------------------------------------------------------
+    def tick(self) -> None:
+        if not self.running:
+            return
+        now = time.perf_counter()
+        limit = self.workload.timeout
+        for client in tuple(self.clients):
+            if client.expected is not None and now - client.sent_at > limit:
+                self.failed(client, "timeout")
+        if self.on_tick is not None:
+            self.on_tick(self.tally)
+        self.loop.call_later(0.2, self.tick)
+
+    def begin_measuring(self) -> None:
+        self.tally.reset()
+        self.measuring = True
+        self.measure_start = time.perf_counter()
+        if self.workload.duration is not None:
+            self.loop.call_later(self.workload.duration, self.finish)
+
+    def finish(self) -> None:
+        """Stop sending; close idle connections now, busy ones when their reply is in."""
+        if not self.running:
+            return
+        self.running = False
+        self.measure_end = time.perf_counter()
+        for client in tuple(self.clients):
+            if client.expected is None:
+                client.transport.close()
+                self.clients.discard(client)
+        if not self.clients and not self.done.done():
+            self.done.set_result(None)
+        self.loop.call_later(min(self.workload.timeout, 2.0), self._abandon)
+
+    def _abandon(self) -> None:
+        for client in tuple(self.clients):
+            client.transport.abort()
+        self.clients.clear()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def run(self, hard_limit: float) -> Tally:
+        w = self.workload
+        self.started = time.perf_counter()
+        for index in range(w.connections):
+            self.open(index, index / w.connect_rate if w.connect_rate else 0.0)
+        self.loop.call_later(0.2, self.tick)
+        if w.warmup:
+            self.loop.call_later(w.warmup, self.begin_measuring)
+        else:
+            self.begin_measuring()
+        self.loop.call_later(w.warmup + hard_limit, self.finish)
+        await self.done
+        await asyncio.sleep(0)  # let transports deliver connection_lost
+        return self.tally
+
+
+def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
+        hard_limit: float = 600.0) -> tuple[Tally, float]:
+    """Run the workload on uvloop (the stdlib loop if uvloop is missing).
+
+    Returns the tally and the length of the measured window in seconds.
+    """
+    try:
+        import uvloop
+
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:
+        new_loop = asyncio.new_event_loop
+
+    async def main() -> tuple[Tally, float]:
+        engine = _Engine(workload, on_tick)
+        limit = workload.duration if workload.duration is not None else hard_limit
+        tally = await engine.run(min(limit, hard_limit) + 1.0)
+        return tally, max(engine.measure_end - engine.measure_start, 1e-9)
+
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

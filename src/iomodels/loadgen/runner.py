@@ -1,0 +1,187 @@
+"""Run a workload in worker processes, show progress, merge their tallies into one result.
+
+Every engine runs in a worker process (``--procs`` of them, default one), so
+the parent stays free to draw progress and the figures do not depend on it.
+The workers start their clocks together (a barrier after start-up), report
+running totals through shared memory five times a second, and send their
+final tally (with an encoded HdrHistogram) back through a queue.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..hostinfo import host_facts
+from .tally import Tally
+from .workload import Workload
+
+__all__ = ["LOST_KINDS", "SCHEMA", "LoadError", "Progress", "run_load"]
+
+SCHEMA = "iomodels.load/1"
+LOST_KINDS = ("mismatch", "short", "reset", "timeout")  # a reply that was wrong or never came
+_SLOTS = 3  # per worker in the shared progress array: requests, errors, bytes verified
+
+
+class LoadError(Exception):
+    """The run could not be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    elapsed: float
+    requests: int
+    errors: int
+    bytes_verified: int
+
+
+def _engine(name: str) -> Any:
+    if name == "uvloop":
+        from . import aio_engine
+
+        return aio_engine
+    if name == "threads":
+        from . import thread_engine
+
+        return thread_engine
+    raise LoadError(f"unknown engine {name!r}: use uvloop or threads")
+
+
+def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: Any) -> None:
+    try:
+        engine = _engine(workload.engine)
+        base = index * _SLOTS
+
+        def on_tick(tally: Tally) -> None:
+            shared[base] = tally.requests
+            shared[base + 1] = tally.error_count
+            shared[base + 2] = tally.bytes_verified
+
+        barrier.wait(60)
+        cpu0 = os.times()
+        tally, window = engine.run(workload, on_tick)
+        cpu1 = os.times()
+        cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        results.put((index, tally.to_wire(), window, cpu, None))
+    except BaseException:
+        results.put((index, None, 0.0, 0.0, traceback.format_exc()))
+
+
+def preflight(host: str, port: int, timeout: float = 3.0) -> None:
+    """Fail early, with advice, when nothing answers at HOST:PORT."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise LoadError(f"nothing is listening on {host}:{port} (connection refused): start a server "
+                        f"first, e.g. 'iomodels serve --model epoll --port {port}'") from None
+    except TimeoutError:
+        raise LoadError(f"{host}:{port} did not accept a connection within {timeout:g}s") from None
+    except socket.gaierror as exc:
+        raise LoadError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    except OSError as exc:
+        raise LoadError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+
+
+def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None = None,
+             check_target: bool = True) -> dict[str, Any]:
+    """Run ``workload``; return the result document (see ``docs/load.md``)."""
+    if check_target:
+        preflight(workload.host, workload.port, min(workload.timeout, 3.0))
+    _engine(workload.engine)  # fail fast on a bad name
+    ctx = mp.get_context("spawn")
+    procs = workload.procs
+    shared = ctx.Array("q", procs * _SLOTS, lock=False)
+    barrier = ctx.Barrier(procs + 1)
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(i, workload.share(i), shared, barrier, results),
+                           daemon=True, name=f"iomodels-load-{i}") for i in range(procs)]
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    for p in workers:
+        p.start()
+    try:
+        barrier.wait(60)
+    except Exception:
+        _stop(workers)
+        raise LoadError("the load workers did not start within 60 s") from None
+    start = time.perf_counter()
+    bound = (workload.warmup + (workload.duration if workload.duration is not None else 600.0)
+             + workload.timeout + 30.0)
+    collected: dict[int, tuple[Any, float, float, str | None]] = {}
+    try:
+        while len(collected) < procs:
+            try:
+                index, wire, window, cpu, failure = results.get(timeout=0.2)
+                collected[index] = (wire, window, cpu, failure)
+            except queue.Empty:
+                pass
+            if on_progress is not None:
+                totals = [sum(shared[i * _SLOTS + k] for i in range(procs)) for k in range(_SLOTS)]
+                on_progress(Progress(time.perf_counter() - start, *totals))
+            if time.perf_counter() - start > bound:
+                raise LoadError(f"the load workers did not finish within {bound:.0f}s")
+            if len(collected) < procs and not any(p.is_alive() for p in workers) and results.empty():
+                raise LoadError("a load worker died without a result")
+    finally:
+        _stop(workers)
+    failures = [f for (_, _, _, f) in collected.values() if f]
+    if failures:
+        raise LoadError("a load worker failed:\n" + failures[0])
+    total = Tally()
+    windows, cpu = [], 0.0
+    for wire, window, worker_cpu, _ in collected.values():
+        total.merge(Tally.from_wire(wire))
+        windows.append(window)
+        cpu += worker_cpu
+    return build_result(workload, total, max(windows), cpu, started_at)
+
+
+def _stop(workers: list[Any]) -> None:
+    for p in workers:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+
+
+def build_result(workload: Workload, tally: Tally, elapsed: float, cpu_seconds: float,
+                 started_at: str) -> dict[str, Any]:
+    """The result document: figures, errors, the workload and host facts."""
+    rps = tally.requests / elapsed if elapsed else 0.0
+    lost = sum(tally.errors.get(k, 0) for k in LOST_KINDS)
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started_at": started_at,
+        "workload": workload.as_dict() | {"mode": workload.mode},
+        "elapsed": round(elapsed, 6),
+        "requests": tally.requests,
+        "requests_per_s": round(rps, 1),
+        "mib_per_s": round(tally.bytes_verified / elapsed / (1 << 20), 3) if elapsed else 0.0,
+        "bytes_sent": tally.bytes_sent,
+        "bytes_verified": tally.bytes_verified,
+        "connections_opened": tally.connections_opened,
+        "latency_us": tally.latency_summary(),
+        "errors": dict(tally.errors),
+        "lost_or_wrong": lost,
+        "ok": lost == 0 and tally.requests > 0,
+        "generator_cpu_percent": round(100.0 * cpu_seconds / elapsed, 1) if elapsed else 0.0,
+        "rate": None,
+        "histogram": tally.histogram.encode().decode("ascii"),
+        "host": host_facts(),
+    }
+    if workload.rate:
+        result["rate"] = {
+            "target": workload.rate,
+            "achieved": round(rps, 1),
+            "kept": rps >= 0.95 * workload.rate,
+        }
+    return result
+
