@@ -28,13 +28,14 @@ from .workload import MessagePool, Workload
 
 __all__ = ["run"]
 
+_now = time.perf_counter
 _RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
 
 
 class _Client(asyncio.BufferedProtocol):
-    __slots__ = ("buffer", "due", "engine", "expected", "got", "index", "need", "next_message",
-                 "sent_at", "start", "transport", "view")
+    __slots__ = ("buffer", "due", "engine", "expected", "fixed", "got", "index", "need", "next_message",
+                 "sent_at", "start", "target", "transport", "view")
 
     def __init__(self, engine: _Engine, index: int) -> None:
         self.engine = engine
@@ -42,6 +43,8 @@ class _Client(asyncio.BufferedProtocol):
         self.next_message = index % engine.pool.count
         self.buffer = bytearray(engine.workload.size_max)
         self.view = memoryview(self.buffer)
+        self.fixed = engine.workload.size_min == engine.workload.size_max
+        self.target = self.view  # where the awaited reply goes
         self.transport: Any = None
         self.expected: bytes | None = None  # reply awaited, or None when idle
         self.need = 0
@@ -50,36 +53,45 @@ class _Client(asyncio.BufferedProtocol):
         self.sent_at = 0.0
         self.start = 0.0  # where its latency is counted from
 
-    # -- asyncio callbacks ------------------------------------------------------------
+    # -- asyncio callbacks (the hot path: keep it flat) -----------------------------------
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.engine.connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.expected is None:
-            return self.view  # bytes nobody asked for: counted as a mismatch in buffer_updated
-        return self.view[self.got : self.need]
+        # with no request in flight, the whole buffer: buffer_updated counts a mismatch
+        got = self.got
+        return self.target[got:] if got else self.target
 
     def buffer_updated(self, nbytes: int) -> None:
         expected = self.expected
         if expected is None:
             self.engine.failed(self, "mismatch")
             return
-        self.got += nbytes
-        if self.got < self.need:
+        got = self.got + nbytes
+        if got < self.need:
+            self.got = got
             return
-        now = time.perf_counter()
-        if self.view[: self.need] != expected:
+        now = _now()
+        buffer = self.buffer  # compared as a bytearray: memcmp, not memoryview's per-item compare
+        if (buffer if self.fixed else buffer[: self.need]) != expected:
             self.engine.failed(self, "mismatch")
             return
+        engine = self.engine
+        if engine.fast:  # closed loop in the measured window: count and go again
+            tally = engine.tally
+            tally.requests += 1
+            tally.bytes_verified += got
+            tally.latencies[int((now - self.start) * 1e6)] += 1
+            self.send(now, now)
+            return
         self.expected = None
-        self.engine.completed(self, now)
+        self.got = 0
+        self.target = self.view
+        engine.completed(self, now)
 
     def eof_received(self) -> bool:
-        if self.expected is not None:
-            self.engine.failed(self, "short")
-        else:
-            self.engine.failed(self, None)
+        self.engine.failed(self, "short" if self.expected is not None else None)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -87,21 +99,24 @@ class _Client(asyncio.BufferedProtocol):
             self.engine.lost(self, exc)
 
     # -- requests -----------------------------------------------------------------------
-    def send(self, due: float, behind: bool = False) -> None:
-        """Send the next message; ``behind``: it waited for the previous reply past its due time,
-        so its latency counts from ``due`` (coordinated omission), else from now."""
-        engine = self.engine
-        pool = engine.pool
+    def send(self, due: float, now: float | None = None, behind: bool = False) -> None:
+        """Send the next message. ``behind``: it waited for the previous reply past its due
+        time, so its latency counts from ``due`` (coordinated omission), else from now."""
+        pool = self.engine.pool
         i = self.next_message
-        self.next_message = (i + 1) % pool.count
+        self.next_message = i + 1 if i + 1 < pool.count else 0
         message = pool.messages[i]
         self.expected = pool.expected[i]
-        self.need = len(message)
+        need = self.need = len(message)
+        if not self.fixed:
+            self.target = self.view[:need]
         self.got = 0
         self.due = due
-        self.sent_at = now = time.perf_counter()
+        if now is None:
+            now = _now()
+        self.sent_at = now
         self.start = due if behind else now
-        engine.tally.bytes_sent += self.need
+        self.engine.tally.bytes_sent += need
         self.transport.write(message)
 
 
@@ -114,6 +129,7 @@ class _Engine:
         self.clients: set[_Client] = set()
         self.running = True
         self.measuring = workload.warmup == 0
+        self.fast = False  # closed loop, measuring, running, no request limit: the inlined path
         self.interval = workload.connections / workload.rate if workload.rate else 0.0
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
@@ -161,7 +177,7 @@ class _Engine:
             first = now + (client.index % self.workload.connections) / self.workload.rate
             self.loop.call_later(first - now, self._due, client, first)
         else:
-            client.send(now)
+            client.send(now, now)
 
     def _due(self, client: _Client, due: float) -> None:
         # only ever scheduled for an idle client (after its reply, or when it connects)
@@ -184,7 +200,7 @@ class _Engine:
                 self.done.set_result(None)
             return
         if not self.interval:
-            client.send(now)
+            client.send(now, now)
             return
         due = client.due + self.interval
         if due <= now:
@@ -222,9 +238,14 @@ class _Engine:
             self.on_tick(self.tally)
         self.loop.call_later(0.2, self.tick)
 
+    def _update_fast(self) -> None:
+        self.fast = (self.measuring and self.running and not self.interval
+                     and self.workload.requests is None)
+
     def begin_measuring(self) -> None:
         self.tally.reset()
         self.measuring = True
+        self._update_fast()
         self.measure_start = time.perf_counter()
         if self.workload.duration is not None:
             self.loop.call_later(self.workload.duration, self.finish)
@@ -234,6 +255,7 @@ class _Engine:
         if not self.running:
             return
         self.running = False
+        self._update_fast()
         self.measure_end = time.perf_counter()
         for client in tuple(self.clients):
             if client.expected is None:

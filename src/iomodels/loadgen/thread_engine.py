@@ -92,7 +92,7 @@ class _Run:
                             raise EOFError
                         got += n
                     now = time.perf_counter()
-                    if view[:need] != expected:
+                    if (buffer if len(buffer) == need else buffer[:need]) != expected:
                         tally.error("mismatch")
                         break
                     if self.measuring.is_set() and not self.stop.is_set() and self.count_one():

@@ -1,7 +1,7 @@
 """sigio — signal-driven IO: the kernel queues a signal whenever a socket becomes ready.
 
 The lesson's *signal-driven IO*. Each socket is put in O_ASYNC mode with
-``F_SETOWN`` (deliver to this process) and ``F_SETSIG`` (use a real-time
+``F_SETOWN_EX`` (deliver to this thread, which blocks the signal) and ``F_SETSIG`` (use a real-time
 signal instead of plain SIGIO). Real-time signals queue, one per readiness
 change, and each carries the fd and the poll band (POLLIN, POLLOUT, ...) in
 its siginfo. The waiting phase costs the process nothing; the copy phase is
@@ -31,10 +31,13 @@ import fcntl
 import os
 import signal
 import struct
+import threading
 
 from .readiness import ERROR, READ, WRITE, ReadinessModel, Wait
 
 SIG = signal.SIGRTMIN  # the real-time signal our sockets raise
+_F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)  # Linux's value where Python lacks the name
+_F_OWNER_TID = 0
 _RECORD = 128  # sizeof(struct signalfd_siginfo)
 _FIELDS = struct.Struct("=I16xi4xI")  # ssi_signo, (errno, code, pid, uid), ssi_fd, (tid), ssi_band
 _SFD_CLOEXEC = os.O_CLOEXEC
@@ -60,13 +63,15 @@ class SigioWait(Wait):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.watched: set[int] = set()
-        self.pid = os.getpid()
+        # signals go to this thread, which blocks them: another thread of the process, which
+        # may not block them, never gets one (their default action would end the process)
+        self.owner = struct.pack("ii", _F_OWNER_TID, threading.get_native_id())
         self.signals = {SIG, signal.SIGIO}
         self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
         self.sfd = _open_signalfd(self.signals)
 
     def add(self, fd: int, events: int) -> None:
-        fcntl.fcntl(fd, fcntl.F_SETOWN, self.pid)
+        fcntl.fcntl(fd, _F_SETOWN_EX, self.owner)
         fcntl.fcntl(fd, fcntl.F_SETSIG, SIG)
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
