@@ -136,3 +136,15 @@ def test_nonblocking_spins_unless_given_an_interval() -> None:
     relaxed = _idle_cpu_percent(["--poll-interval", "0.05"])
     assert busy > 40, f"a pure busy loop should burn a core while idle, used {busy:.0f}%"
     assert relaxed < 15, f"sleeping 50 ms between sweeps should leave the CPU idle, used {relaxed:.0f}%"
+
+
+def test_prefork_workers_do_not_outlive_a_killed_parent() -> None:
+    srv = ServerProcess("prefork", args=["--workers", "2", "--inner", "epoll"]).start()
+    parent = psutil.Process(srv.pid)
+    deadline = time.monotonic() + 10
+    while len(parent.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = parent.children()
+    srv.kill()  # SIGKILL: the parent cannot pass anything on
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "workers kept running after their parent was killed"

@@ -25,6 +25,7 @@ inside; it is the only way here past one core of Python.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from .base import Model, ServerStats
 log = logging.getLogger(__name__)
 
 INNER_MODELS = ("uvloop", "epoll", "asyncio", "threads")
+_PR_SET_PDEATHSIG = 1
 
 
 def default_inner() -> str:
@@ -119,6 +121,7 @@ class PreforkModel(Model):
 
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                 signal.signal(signum, signal.SIG_DFL)
+            _die_with_parent()
             listener = self._listener
             if self.reuse_port and slot > 0:
                 host, port = listener.getsockname()[:2]
@@ -143,6 +146,18 @@ class PreforkModel(Model):
     def abort(self) -> None:
         for pid in tuple(self._children):
             _kill(pid, signal.SIGTERM)  # a worker's second signal makes it abort
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the parent dies (a parent killed by SIGKILL
+    cannot pass SIGTERM on; without this its workers would serve on as orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _kill(pid: int, signum: int) -> None:
