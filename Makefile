@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/iomodels smoke
+	$(BIN)/iomodels compare --quick --out report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -136,7 +136,7 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
 
     from .loadgen import LoadError, Workload, run_load
     from .loadgen.workload import parse_size, parse_target
-    from .reporting import print_load_result, progress_printer
+    from .report.terminal import print_load_result, progress_printer
 
     try:
         host, port = parse_target(target)
@@ -169,6 +169,99 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
         raise click.ClickException(
             f"{result['lost_or_wrong']} replies were wrong or lost" if result["lost_or_wrong"]
             else "no request completed")
+
+
+def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers",
+                                 param_hint=name) from None
+    if not values or any(not low <= v <= high for v in values):
+        raise click.BadParameter(f"each value must be between {low} and {high}", param_hint=name)
+    return values
+
+
+@main.command("compare")
+@click.option("--models", "model_list", default="all", show_default=True,
+              help="all, or a comma-separated list of models.")
+@click.option("--connections", "-c", default="1,10,100", show_default=True,
+              help="Comma-separated connection counts (up to 10000).")
+@click.option("--size", "-s", type=click.IntRange(1, 16 << 20), default=1024, show_default=True)
+@click.option("--duration", "-d", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
+              help="Seconds measured per run.")
+@click.option("--warmup", type=click.FloatRange(0, 600), default=1.0, show_default=True,
+              help="Seconds of load before measuring (fresh servers start slow).")
+@click.option("--rate", "-r", type=click.FloatRange(0, min_open=True), default=None,
+              help="Open loop at this many requests/s (default: closed loop).")
+@click.option("--repeat", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
+@click.option("--procs", "-p", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Load generator processes.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--quick", is_flag=True,
+              help="Preset for a first look: connections 1,10,100, 1 s runs, 0.5 s warm-up, 1 repeat.")
+def compare_cmd(model_list: str, connections: str, size: int, duration: float, warmup: float,
+                rate: float | None, repeat: int, engine: str, procs: int, out: str, quick: bool) -> None:
+    """Run the models under the same load; write results.json, charts and report.html."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .compare import CompareConfig, RunRecord, run_compare
+    from .report.render import render
+
+    names = tuple(REGISTRY) if model_list == "all" else tuple(m.strip() for m in model_list.split(","))
+    unknown = [m for m in names if m not in REGISTRY]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}",
+                                 param_hint="--models")
+    counts = _int_list(connections, "--connections", 1, 10_000)
+    if quick:
+        counts, duration, warmup, repeat = (1, 10, 100), 1.0, 0.5, 1
+    config = CompareConfig(models=names, connections=counts, size=size, duration=duration, warmup=warmup,
+                           rate=rate, repeat=repeat, engine=engine, procs=procs)
+    console = Console()
+    failures: list[RunRecord] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=config.run_count())
+
+        def on_run(record: RunRecord | None, upcoming: str) -> None:
+            if record is not None:
+                bar.advance(task)
+                if record.status != "ok":
+                    failures.append(record)
+                    bar.console.print(f"[yellow]{record.model} x{record.connections}: "
+                                      f"{record.status}: {record.reason}[/yellow]")
+            bar.update(task, description=f"running {upcoming}")
+
+        doc = run_compare(config, on_run)
+    paths = render(doc, Path(out), console)
+    console.print(f"report: {paths['html']}  (data: {paths['results']}; re-render with "
+                  f"'iomodels report {paths['results']}')")
+    if len(failures) == config.run_count():
+        raise click.ClickException("every run failed")
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Where to write the charts and report.html (default: beside RESULTS).")
+def report_cmd(results: str, out: str | None) -> None:
+    """Re-render the table, charts and report.html from a saved results.json."""
+    from pathlib import Path
+
+    from .report.render import ReportError, load_results, render
+
+    path = Path(results)
+    try:
+        doc = load_results(path)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = render(doc, Path(out) if out else path.parent, write_json=False)
+    click.echo(f"report: {paths['html']}")
 
 
 @main.group("demo")

@@ -34,14 +34,17 @@ class ServerProcess:
     port: int = 0
     lines: list[str] = field(default_factory=list)
     stats: dict[str, int] | None = None
+    cpus: set[int] | None = None  # pin the server to these cores
     _reader: threading.Thread | None = None
 
     def start(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "iomodels", "serve", "--model", self.model,
                "--host", self.host, "--port", "0", *self.args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cpus = self.cpus
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env)
+                                     text=True, env=env, preexec_fn=pin)
         ready = threading.Event()
 
         def read() -> None:
