@@ -266,6 +266,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "rss_mib": round(statistics.median(r["server"]["rss_load"] for r in ok) / (1 << 20), 1),
             "kib_per_connection": statistics.median(r["server"]["kib_per_connection"] for r in ok),
             "errors": sum(sum(r["load"]["errors"].get(k, 0) for k in LOST_KINDS) for r in ok),
+            "load_cpu_percent": statistics.median(r["load"].get("generator_cpu_percent", 0.0) for r in ok),
         }
         rows.append(row)
     return rows
