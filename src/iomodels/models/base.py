@@ -14,15 +14,17 @@ on a second signal.
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from ..net import Waker
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
-__all__ = ["Model", "ServeOptions", "ServerStats", "StatsCounter"]
+__all__ = ["LoopModel", "Model", "ServeOptions", "ServerStats", "StatsCounter", "missing_module"]
 
 READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
 
@@ -121,3 +123,33 @@ class Model(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Close every connection now (after ``stop``, when the grace period ran out)."""
+
+
+class LoopModel(Model):
+    """A model whose single loop watches a :class:`Waker`: stop/abort set a flag and poke it.
+
+    The loop must watch ``self._waker.reader`` and, once it does, poke it once
+    itself: a ``stop()`` that came before the loop watched the waker is then
+    not lost.
+    """
+
+    def __init__(self, options: ServeOptions | None = None) -> None:
+        super().__init__(options)
+        self._waker = Waker()
+        self._stop_requested = False
+        self._abort_requested = False
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._waker.poke()
+
+    def abort(self) -> None:
+        self._abort_requested = True
+        self._waker.poke()
+
+
+def missing_module(module: str, package: str | None = None) -> str | None:
+    """A probe's reason when ``module`` cannot be imported here (None when it can)."""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install {package or module})"
+    return None

@@ -17,11 +17,11 @@ mostly idle connections without threads; a CPU-bound handler stalls everyone.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 from typing import Any
 
+from .base import missing_module
 from .dispatch import DispatchModel
 
 
@@ -31,9 +31,7 @@ class GeventModel(DispatchModel):
 
     @classmethod
     def probe(cls) -> str | None:
-        if importlib.util.find_spec("gevent") is None:
-            return "gevent is not installed (pip install gevent)"
-        return None
+        return missing_module("gevent")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

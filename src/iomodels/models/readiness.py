@@ -32,8 +32,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..net import Waker, close_quietly
-from .base import Model, ServeOptions, ServerStats
+from ..net import close_quietly
+from .base import LoopModel, ServeOptions, ServerStats
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
 
@@ -90,7 +90,7 @@ class _Connection:
         self.events = READ
 
 
-class ReadinessModel(Model):
+class ReadinessModel(LoopModel):
     """The loop; a model supplies :meth:`new_wait`."""
 
     family = "readiness"
@@ -98,23 +98,11 @@ class ReadinessModel(Model):
     def __init__(self, options: ServeOptions | None = None) -> None:
         super().__init__(options)
         self._conns: dict[int, _Connection] = {}
-        self._stop_requested = False
-        self._abort_requested = False
-        self._waker = Waker()
         self._refused_logged = 0.0
 
     @abstractmethod
     def new_wait(self) -> Wait:
         """The wait step this model uses."""
-
-    # -- stop / abort: signal-safe, they only set a flag and poke the waker ---------
-    def stop(self) -> None:
-        self._stop_requested = True
-        self._waker.poke()
-
-    def abort(self) -> None:
-        self._abort_requested = True
-        self._waker.poke()
 
     # -- the loop ----------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> ServerStats:

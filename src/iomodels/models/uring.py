@@ -40,8 +40,8 @@ import socket
 import time
 from typing import Any
 
-from ..net import Waker, close_quietly
-from .base import Model, ServerStats
+from ..net import close_quietly
+from .base import LoopModel, ServerStats
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _Connection:
         self.error = False
 
 
-class UringModel(Model):
+class UringModel(LoopModel):
     name = "io_uring"
     family = "completion"
     summary = "io_uring: multishot accept/recv with a shared buffer pool, batched submits"
@@ -95,18 +95,6 @@ class UringModel(Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conns: set[_Connection] = set()
-        self._stop_requested = False
-        self._abort_requested = False
-        self._waker = Waker()
-
-    # -- signal-safe controls ------------------------------------------------------
-    def stop(self) -> None:
-        self._stop_requested = True
-        self._waker.poke()
-
-    def abort(self) -> None:
-        self._abort_requested = True
-        self._waker.poke()
 
     # -- the loop --------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> ServerStats:

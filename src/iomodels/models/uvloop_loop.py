@@ -15,8 +15,8 @@ Choose it whenever you would choose asyncio and can add a dependency.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
+from .base import missing_module
 from .protocol import ProtocolModel
 
 
@@ -26,8 +26,9 @@ class UvloopModel(ProtocolModel):
 
     @classmethod
     def probe(cls) -> str | None:
-        if importlib.util.find_spec("uvloop") is None:
-            return "uvloop is not installed (pip install uvloop)"
+        reason = missing_module("uvloop")
+        if reason is not None:
+            return reason
         import uvloop
 
         uvloop.new_event_loop().close()
