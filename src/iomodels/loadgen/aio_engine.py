@@ -137,6 +137,7 @@ class _Engine:
         self.started = 0.0
         self.measure_start = 0.0
         self.measure_end = 0.0
+        self.cpu_start = 0.0
 
     # -- connections --------------------------------------------------------------------
     def open(self, index: int, delay: float = 0.0) -> None:
@@ -247,6 +248,7 @@ class _Engine:
         self.measuring = True
         self._update_fast()
         self.measure_start = time.perf_counter()
+        self.cpu_start = time.process_time()
         if self.workload.duration is not None:
             self.loop.call_later(self.workload.duration, self.finish)
 
@@ -257,6 +259,7 @@ class _Engine:
         self.running = False
         self._update_fast()
         self.measure_end = time.perf_counter()
+        self.tally.cpu_seconds = time.process_time() - self.cpu_start
         for client in tuple(self.clients):
             if client.expected is None:
                 client.transport.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
-import os
 import queue
 import socket
 import time
@@ -70,11 +69,8 @@ def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: 
         gc.freeze()  # a dedicated process: nothing it makes per request forms a cycle
         gc.disable()
         barrier.wait(60)
-        cpu0 = os.times()
         tally, window = engine.run(workload, on_tick)
-        cpu1 = os.times()
-        cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        results.put((index, tally.to_wire(), window, cpu, None))
+        results.put((index, tally.to_wire(), window, tally.cpu_seconds, None))
     except BaseException:
         results.put((index, None, 0.0, 0.0, traceback.format_exc()))
 

@@ -32,6 +32,7 @@ class Tally:
     bytes_sent: int = 0
     bytes_verified: int = 0
     connections_opened: int = 0
+    cpu_seconds: float = 0.0  # the generator's CPU over the measured window
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     latencies: Counter[int] = field(default_factory=Counter)  # microseconds -> count
     histogram: HdrHistogram = field(default_factory=new_histogram)
@@ -67,6 +68,7 @@ class Tally:
             "bytes_sent": self.bytes_sent,
             "bytes_verified": self.bytes_verified,
             "connections_opened": self.connections_opened,
+            "cpu_seconds": self.cpu_seconds,
             "errors": dict(self.errors),
             "histogram": self.histogram.encode().decode("ascii"),
         }
@@ -74,7 +76,7 @@ class Tally:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Tally:
         tally = cls(data["requests"], data["bytes_sent"], data["bytes_verified"],
-                    data["connections_opened"], dict(data["errors"]))
+                    data["connections_opened"], data.get("cpu_seconds", 0.0), dict(data["errors"]))
         tally.histogram = HdrHistogram.decode(data["histogram"].encode("ascii"))
         return tally
 
@@ -85,6 +87,7 @@ class Tally:
         self.bytes_sent += other.bytes_sent
         self.bytes_verified += other.bytes_verified
         self.connections_opened += other.connections_opened
+        self.cpu_seconds += other.cpu_seconds
         for kind, count in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + count
         self.histogram.add(other.histogram)

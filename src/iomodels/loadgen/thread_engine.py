@@ -174,9 +174,11 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
             t.reset()
     r.measuring.set()
     measure_start = time.perf_counter()
+    cpu_start = time.process_time()
     limit = workload.duration if workload.duration is not None else hard_limit
     wait_until(measure_start + min(limit, hard_limit))
     measure_end = time.perf_counter()
+    cpu_seconds = time.process_time() - cpu_start
     r.stop.set()
     if r.connect_gate is not None:
         for _ in threads:
@@ -190,4 +192,5 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
     total = Tally()
     for t in r.tallies:
         total.merge(t)
+    total.cpu_seconds = cpu_seconds
     return total, max(measure_end - measure_start, 1e-9)
