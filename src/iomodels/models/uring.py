@@ -38,6 +38,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from typing import Any
 
 from ..net import close_quietly
@@ -45,8 +46,8 @@ from .base import LoopModel, ServerStats
 
 log = logging.getLogger(__name__)
 
-_BUFFER_SIZE = 16 * 1024  # one provided buffer
-_BUFFER_COUNT = 256  # the shared pool: 4 MiB, whatever the number of connections
+_BUFFER_SIZE = 4096  # one provided buffer: a 1 KiB request fits; larger ones take several
+_BUFFER_COUNT = 2048  # the shared pool: 8 MiB, whatever the number of connections
 _RING_ENTRIES = 1024
 _WAKE = object()  # user_data of the waker's recv
 _ACCEPT = object()  # user_data of the multishot accept
@@ -95,6 +96,7 @@ class UringModel(LoopModel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conns: set[_Connection] = set()
+        self._starved: deque[_Connection] = deque()  # recvs that found the buffer pool empty
 
     # -- the loop --------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> ServerStats:
@@ -131,6 +133,8 @@ class UringModel(LoopModel):
                         elif target is _WAKE:
                             self._on_wake(wake_fd, wake_buf)
                         # cancel acknowledgements carry no user data: nothing to do
+                if self._starved:
+                    self._rearm_starved()
         finally:
             for conn in tuple(self._conns):
                 self._finish(conn, force=True)
@@ -181,6 +185,18 @@ class UringModel(LoopModel):
                     self._accept = self._ring.prepare_accept_multishot(
                         self._listener.fileno(), 0, _ACCEPT)
 
+    def _rearm_starved(self) -> None:
+        """Re-arm starved recvs oldest first, no more than the pool can feed at once (fair, and
+        no storm of ENOBUFS completions when connections far outnumber buffers)."""
+        starved = self._starved
+        budget = _BUFFER_COUNT // 2
+        while starved and budget:
+            conn = starved.popleft()
+            if (conn in self._conns and conn.recv is None and not conn.paused and not conn.error
+                    and not self._stopping and not conn.session.eof_received):
+                self._arm_recv(conn)
+                budget -= 1
+
     def _arm_recv(self, conn: _Connection) -> None:
         conn.paused = False
         conn.recv = self._ring.prepare_recv_multishot(conn.fd, self._pool, 0, conn)
@@ -209,10 +225,14 @@ class UringModel(LoopModel):
             if res == 0:
                 session.receive_eof()
                 self._send(conn)
-            elif res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED):
+            elif res == -errno.ENOBUFS:
+                # the pool ran dry: re-arm after this batch, once its buffers are back; re-arming
+                # now would fail again at once, a storm of completions when connections >> buffers
+                self._starved.append(conn)
+            elif res < 0 and res != -errno.ECANCELED:
                 conn.error = True  # reset and friends
             elif not conn.paused and not self._stopping:
-                self._arm_recv(conn)  # pool was empty, or it drained while the cancel travelled
+                self._arm_recv(conn)  # it drained while the cancel travelled
         self._maybe_close(conn)
 
     def _send(self, conn: _Connection) -> None:
