@@ -1,0 +1,1 @@
+"""Rendering results: terminal output, the compare table, charts and the HTML report."""

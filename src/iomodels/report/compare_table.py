@@ -1,0 +1,52 @@
+"""The compare summary as a rich table (terminal) and as plain rows (HTML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["COLUMNS", "summary_rows", "summary_table"]
+
+COLUMNS = ("model", "family", "conns", "req/s (median)", "spread", "p50", "p99", "CPU%", "RSS MiB",
+           "KiB/conn", "errors", "load CPU%", "note")
+
+
+def _lat(us: float | None) -> str:
+    if us is None:
+        return ""
+    if us >= 1_000_000:
+        return f"{us / 1e6:.2f} s"
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} us"
+
+
+def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for s in summary:
+        if s["status"] != "ok":
+            got = f"({s['rps_median']:,.0f})" if s.get("rps_median") is not None else ""
+            rows.append([s["model"], s["family"], str(s["connections"]), got, "", "", "", "", "", "", "", "",
+                         f"{s['status']}: {s['reason']}"])
+            continue
+        spread = f"{s['rps_min']:,.0f}-{s['rps_max']:,.0f}" if s["ok_runs"] > 1 else ""
+        rows.append([
+            s["model"], s["family"], str(s["connections"]), f"{s['rps_median']:,.0f}", spread,
+            _lat(s["p50_us"]), _lat(s["p99_us"]),
+            "" if s["cpu_percent"] is None else f"{s['cpu_percent']:.0f}",
+            f"{s['rss_mib']:.1f}", f"{s['kib_per_connection']:.1f}", str(s["errors"]),
+            f"{s.get('load_cpu_percent', 0):.0f}", s["reason"],
+        ])
+    return rows
+
+
+def summary_table(summary: list[dict[str, Any]], title: str = "iomodels compare") -> Table:
+    """The terminal table: notes cut short (the full reasons are in report.html and the JSON)."""
+    table = Table(title=title, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("model", "family", "note") else "right",
+                         no_wrap=name != "note", max_width=48 if name == "note" else None)
+    for row in summary_rows(summary):
+        failed = row[-1].startswith(("failed", "unavailable"))
+        note = row[-1] if len(row[-1]) <= 48 else row[-1][:45] + "..."
+        table.add_row(*row[:-1], note, style="red" if failed else None)
+    return table

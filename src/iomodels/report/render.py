@@ -1,0 +1,53 @@
+"""Everything a compare run leaves behind, from one results document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .charts import draw_charts
+from .compare_table import summary_table
+from .html import write_html
+
+__all__ = ["ReportError", "load_results", "render"]
+
+
+class ReportError(Exception):
+    pass
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    from ..compare import SCHEMA, summarize
+
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path} does not exist: run 'iomodels compare' first") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ReportError(f"{path} is not an iomodels compare result (schema {SCHEMA})")
+    doc["summary"] = summarize(doc["runs"])  # always from the runs: one source of truth
+    return doc
+
+
+def render(doc: dict[str, Any], out: Path, console: Console | None = None,
+           write_json: bool = True) -> dict[str, Path]:
+    """Write results.json (optionally), the PNG charts and report.html; print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    if write_json:
+        paths["results"] = out / "results.json"
+        paths["results"].write_text(json.dumps(doc, indent=1))
+    charts = draw_charts(doc["summary"], out)
+    for chart in charts:
+        paths[chart.stem] = chart
+    paths["html"] = write_html(doc, charts, out)
+    console = console or Console()
+    if not console.is_terminal:  # logs and CI: wide enough that the table does not fold
+        console = Console(width=max(console.width, 170), file=console.file)
+    console.print(summary_table(doc["summary"]))
+    return paths
