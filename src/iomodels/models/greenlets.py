@@ -18,6 +18,7 @@ mostly idle connections without threads; a CPU-bound handler stalls everyone.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from typing import Any
 
@@ -57,6 +58,27 @@ class GeventModel(DispatchModel):
             return
         with twin:
             super().shutdown(twin, how)
+
+    def serve(self, listener: socket.socket) -> Any:
+        # A Python signal handler runs only when the interpreter does; while gevent's hub sits
+        # in epoll_wait, libev retries after EINTR and nothing runs it. The wakeup fd gets a byte
+        # from the C-level handler, the hub wakes to read it, and the pending handler runs.
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        watcher = self._gevent.spawn(self._drain_wakeups, self._gsocket.socket(fileno=reader.detach()))
+        try:
+            return super().serve(listener)
+        finally:
+            signal.set_wakeup_fd(previous)
+            watcher.kill()
+            writer.close()
+
+    @staticmethod
+    def _drain_wakeups(reader: Any) -> None:
+        with reader:
+            while reader.recv(64):
+                pass
 
     def dispatch(self, conn: Any) -> None:
         self._group.spawn(self.handle, conn)
