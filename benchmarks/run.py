@@ -101,13 +101,16 @@ def generator_section(seconds: float, repeat: int) -> None:
     try:
         c_warm = c_client(server.port, 100, 1024, 1)  # warm the path
         del c_warm
-        c_rate = median_of(repeat, c_client, server.port, 100, 1024, seconds)
-        ours = median_of(repeat, our_client, server.port, 100, 1024, seconds)
-        ours2 = median_of(repeat, our_client, server.port, 100, 1024, seconds, 2)
+        rounds = [(c_client(server.port, 100, 1024, seconds),  # interleaved: drift hits all alike
+                   our_client(server.port, 100, 1024, seconds),
+                   our_client(server.port, 100, 1024, seconds, 2)) for _ in range(repeat)]
+        c_rate, ours, ours2 = (statistics.median(r[i] for r in rounds) for i in range(3))
+        ratios = sorted(r[1] / r[0] for r in rounds)
     finally:
         server.stop()
     print(f"  C client                    {c_rate:>12,.0f} req/s")
-    print(f"  iomodels load (1 process)   {ours:>12,.0f} req/s   ratio {ours / c_rate:.2f}x")
+    print(f"  iomodels load (1 process)   {ours:>12,.0f} req/s   ratio {ours / c_rate:.2f}x "
+          f"(per round: {', '.join(f'{x:.2f}' for x in ratios)})")
     print(f"  iomodels load (2 processes) {ours2:>12,.0f} req/s   ratio {ours2 / c_rate:.2f}x")
     if len(LOAD_CORES) < 2:
         print("  (only one core for the load here: 2 processes share it)")
