@@ -157,6 +157,13 @@ def test_a_corrupting_server_is_caught_and_fails_the_run() -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("engine", ["uvloop", "threads"])
+def test_a_reply_longer_than_asked_for_is_a_mismatch(engine: str) -> None:
+    with ServerProcess("epoll", args=["--service", "tests.helpers.faulty:ExtraBytes"]) as srv:
+        result = run_load(Workload(port=srv.port, connections=2, duration=0.5, engine=engine))
+    assert result["errors"]["mismatch"] > 0 and not result["ok"]
+
+
 def test_a_server_that_drops_connections_is_caught() -> None:
     dropping = DroppingServer(keep=5000)
     try:

@@ -60,3 +60,17 @@ class DroppingServer:
     def close(self) -> None:
         self.stopping = True
         self.listener.close()
+
+
+class ExtraBytes:
+    """Upper-case echo that adds one byte nobody asked for to every 20th reply chunk."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_data(self, data: bytes) -> bytes:
+        self.count += 1
+        return data.upper() + (b"!" if self.count % 20 == 0 else b"")
+
+    def on_eof(self) -> bytes:
+        return b""
