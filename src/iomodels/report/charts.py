@@ -12,12 +12,13 @@ import matplotlib.pyplot as plt
 
 __all__ = ["CHARTS", "draw_charts"]
 
-# file name -> (summary key, y label, title, log scale)
+# file name -> (summary key, y label, title, y scale)
 CHARTS = {
-    "throughput.png": ("rps_median", "requests/s (median)", "Throughput vs connections", False),
-    "latency_p99.png": ("p99_us", "p99 latency (ms)", "p99 latency vs connections", True),
+    "throughput.png": ("rps_median", "requests/s (median)", "Throughput vs connections", "linear"),
+    "latency_p99.png": ("p99_us", "p99 latency (ms)", "p99 latency vs connections", "log"),
+    # symlog: one model's buffer pool at 1 connection must not flatten everyone else's line
     "memory_per_connection.png": ("kib_per_connection", "KiB per connection (RSS under load - idle)",
-                                  "Memory per connection", False),
+                                  "Memory per connection", "symlog"),
 }
 _STYLES = {"blocking": "-", "process": "--", "readiness": "-.", "completion": ":", "asyncio": "-"}
 
@@ -31,7 +32,7 @@ def draw_charts(summary: list[dict[str, Any]], out: Path) -> list[Path]:
     counts = sorted({row["connections"] for row in summary})
     colors = plt.get_cmap("tab20").colors
     paths = []
-    for name, (key, ylabel, title, log) in CHARTS.items():
+    for name, (key, ylabel, title, yscale) in CHARTS.items():
         fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
         for i, (model, rows) in enumerate(models.items()):
             points = sorted((r["connections"], r[key]) for r in rows
@@ -45,7 +46,10 @@ def draw_charts(summary: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.minorticks_off()
-        if log:
+        if yscale == "symlog":
+            ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(bottom=0)
+        elif yscale == "log":
             ax.set_yscale("log")
         ax.set_xlabel("concurrent connections")
         ax.set_ylabel(ylabel)
