@@ -125,7 +125,8 @@ def test_demo_coroutines_prints_three_runs() -> None:
 def test_smoke_verifies_a_model() -> None:
     proc = run_cli("smoke", "--models", "asyncio", "--connections", "5", "--requests", "10")
     assert proc.returncode == 0, proc.stderr
-    assert "asyncio" in proc.stdout and "50 verified, 0 wrong, 0 broken" in proc.stdout
+    assert "asyncio" in proc.stdout and " ok " in proc.stdout
+    assert "50 round trips verified, no errors" in proc.stdout
 
 
 def test_smoke_rejects_unknown_models() -> None:

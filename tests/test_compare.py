@@ -24,7 +24,7 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def small_compare(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("report")
-    proc = run_cli("compare", "--models", "epoll,blocking", "--connections", "1,8", "--duration", "0.6",
+    proc = run_cli("compare", "--models", "epoll,blocking", "--connections", "1,8", "--duration", "1",
                    "--warmup", "0.2", "--repeat", "2", "--out", str(out))
     return out, proc
 

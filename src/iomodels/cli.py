@@ -1,4 +1,4 @@
-"""The ``iomodels`` command line: serve, models, demo, smoke."""
+"""The ``iomodels`` command line: models, serve, load, compare, report, smoke, demo."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Start ``iomodels serve`` in a child process and talk to it (tests, compare, smoke)."""
+"""Start ``iomodels serve`` in a child process and wait for it (tests, compare, smoke)."""
 
 from __future__ import annotations
 
