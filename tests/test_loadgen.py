@@ -221,3 +221,18 @@ def test_load_error_is_raised_for_a_dead_target() -> None:
         s.bind(("127.0.0.1", 0))
         with pytest.raises(LoadError, match="connection refused"):
             run_load(Workload(port=s.getsockname()[1], duration=1.0))
+
+
+def test_a_server_that_dies_mid_run_fails_the_run_and_says_so() -> None:
+    import threading
+
+    srv = ServerProcess("epoll").start()
+    killer = threading.Timer(0.7, srv.kill)
+    killer.start()
+    try:
+        proc = run_cli("load", f"127.0.0.1:{srv.port}", "-c", "4", "-d", "1.5", "-q")
+    finally:
+        killer.join()
+        srv.kill()
+    assert proc.returncode == 1
+    assert "stopped accepting connections" in proc.stderr and "Traceback" not in proc.stderr

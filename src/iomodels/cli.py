@@ -166,9 +166,13 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
         with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     if not result["ok"]:
-        raise click.ClickException(
-            f"{result['lost_or_wrong']} replies were wrong or lost" if result["lost_or_wrong"]
-            else "no request completed")
+        errors = result["errors"]
+        message = (f"{result['lost_or_wrong']} replies were wrong or lost" if result["lost_or_wrong"]
+                   else "no request completed")
+        if errors["refused"] or errors["connect"]:
+            message += (f"; {errors['refused'] + errors['connect']} reconnections failed: the server "
+                        "stopped accepting connections (did it exit or crash?)")
+        raise click.ClickException(message)
 
 
 def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
