@@ -15,8 +15,10 @@ __all__ = ["write_html"]
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
-td:nth-child(1), td:nth-child(2), td:last-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
+td:nth-child(1), td:nth-child(2), td:last-child, th:nth-child(1), th:nth-child(2), th:last-child {
+  text-align: left; }
+td:last-child { white-space: normal; }
 tr.failed td { color: #a00; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
@@ -48,7 +50,7 @@ def write_html(doc: dict[str, Any], charts: list[Path], out: Path) -> Path:
         + (" (shared: only one core here)" if pin["shared"] else ""),
         f"run {esc(doc['started_at'])} to {esc(doc['finished_at'])}",
     ]
-    reading = readings(summary)
+    reading = readings(summary, load_cores=len(pin["load_cores"]))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>iomodels compare</title>",
         f"<style>{_CSS}</style></head><body>",

@@ -19,8 +19,13 @@ def _fmt(rps: float) -> str:
     return f"{rps:,.0f} req/s"
 
 
-def readings(summary: list[dict[str, Any]]) -> dict[str, str]:
-    """family -> one paragraph comparing its models at the largest connection count they all tried."""
+def readings(summary: list[dict[str, Any]], load_cores: int = 1) -> dict[str, str]:
+    """family -> one paragraph comparing its models at the largest connection count they tried.
+
+    ``load_cores``: how many cores the load generator had (advice on --procs depends on it).
+    """
+    more = ("rerun with --procs to check" if load_cores > 1 else
+            "with a single core for the load on this machine, more load processes would not help")
     ok = [r for r in summary if r["status"] == "ok"]
     top = max((r["rps_median"] for r in ok), default=0.0)
     leader = next((r for r in ok if r["rps_median"] == top), None)
@@ -44,7 +49,7 @@ def readings(summary: list[dict[str, Any]]) -> dict[str, str]:
                                  f"(p99 {other['p99_us'] / 1000:.2f} ms).")
             if best.get("load_cpu_percent", 0) >= 90:
                 sentences.append(f"The load generator used {best['load_cpu_percent']:.0f}% CPU there, so "
-                                 "it may be what limits this figure: rerun with --procs to check.")
+                                 f"it may be what limits this figure ({more}).")
             if leader is not None and leader["family"] != family and top:
                 sentences.append(f"Against the fastest run overall ({leader['model']} at "
                                  f"{leader['connections']} connections), the family's best is "
