@@ -55,7 +55,7 @@ _ACCEPT = object()  # user_data of the multishot accept
 
 class _Connection:
     __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes",
-                 "sending_ops", "session", "sock")
+                 "sending_ops", "session", "sock", "starved")
 
     def __init__(self, sock: socket.socket, session: Any) -> None:
         self.sock = sock
@@ -63,6 +63,7 @@ class _Connection:
         self.session = session
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
+        self.starved = False  # waiting in the queue of recvs that found the pool empty
         self.sending_bytes = 0
         self.sending_ops = 0
         self.bytes_in = 0
@@ -217,6 +218,7 @@ class UringModel(LoopModel):
                 c.result.close()  # data after we stopped reading: not served
             return
         if res > 0:
+            conn.starved = False
             conn.bytes_in += res
             session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
             self._send(conn)
@@ -228,7 +230,11 @@ class UringModel(LoopModel):
             elif res == -errno.ENOBUFS:
                 # the pool ran dry: re-arm after this batch, once its buffers are back; re-arming
                 # now would fail again at once, a storm of completions when connections >> buffers
-                self._starved.append(conn)
+                if conn.starved:  # re-armed from the queue and unlucky again: keep its place
+                    self._starved.appendleft(conn)
+                else:
+                    conn.starved = True
+                    self._starved.append(conn)
             elif res < 0 and res != -errno.ECANCELED:
                 conn.error = True  # reset and friends
             elif not conn.paused and not self._stopping:
