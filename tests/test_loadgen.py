@@ -138,6 +138,16 @@ def test_random_sizes_and_two_processes(server: ServerProcess) -> None:
     assert 2000 * 10 < result["bytes_verified"] < 2000 * 5000
 
 
+@pytest.mark.parametrize("engine", ["uvloop", "threads"])
+def test_replies_that_arrive_in_pieces_are_gathered_and_verified(server: ServerProcess,
+                                                                 engine: str) -> None:
+    w = Workload(port=server.port, connections=3, size_min=300_000, size_max=300_000, requests=60,
+                 duration=None, engine=engine)
+    result = run_load(w)
+    assert result["requests"] == 60 and result["ok"]
+    assert result["bytes_verified"] == 60 * 300_000
+
+
 def test_warmup_is_not_counted(server: ServerProcess) -> None:
     w = Workload(port=server.port, connections=5, rate=200.0, duration=1.0, warmup=1.0)
     result = run_load(w)

@@ -1,8 +1,11 @@
-"""The default engine: one uvloop loop, one BufferedProtocol per connection, no tasks per request.
+"""The default engine: one uvloop loop, one Protocol per connection, no tasks per request.
 
-Each connection has at most one request in flight. The reply is read straight
-into a per-connection buffer (``get_buffer``) and compared with the expected
-bytes once complete. Closed loop: the next request goes out as soon as a
+Each connection has at most one request in flight. A reply that arrives in
+one read (the usual case for small messages) is compared with the expected
+bytes as it is; one that arrives in pieces is gathered in a per-connection
+buffer first. A plain ``Protocol`` measured ~0.5 us less Python time per
+request here than a ``BufferedProtocol`` (one callback per read instead of
+two). Closed loop: the next request goes out as soon as a
 reply is verified. Open loop: request *k* of a connection is due at
 ``start + k * interval``; it goes out then, or as soon as the previous reply
 arrives if that is later, and its latency is measured from the time it was
@@ -33,9 +36,9 @@ _RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
 
 
-class _Client(asyncio.BufferedProtocol):
+class _Client(asyncio.Protocol):
     __slots__ = ("buffer", "count", "due", "engine", "expected", "got", "index", "messages", "need",
-                 "next_message", "replies", "sent_at", "start", "transport", "view")
+                 "next_message", "replies", "sent_at", "start", "transport")
 
     def __init__(self, engine: _Engine, index: int) -> None:
         self.engine = engine
@@ -43,10 +46,7 @@ class _Client(asyncio.BufferedProtocol):
         pool = engine.pool
         self.messages, self.replies, self.count = pool.messages, pool.expected, pool.count
         self.next_message = index % pool.count
-        # one byte more than the largest reply: a complete reply never fills the buffer, so the
-        # loop does not try a second read (that would only return EAGAIN) after every reply
-        self.buffer = bytearray(engine.workload.size_max + 1)
-        self.view = memoryview(self.buffer)
+        self.buffer = bytearray(engine.workload.size_max)  # gathers a reply that came in pieces
         self.transport: Any = None
         self.expected: bytes | None = None  # reply awaited, or None when idle
         self.need = 0
@@ -60,30 +60,34 @@ class _Client(asyncio.BufferedProtocol):
         self.transport = transport
         self.engine.connected(self)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        # with no request in flight, the whole buffer: buffer_updated counts a mismatch
-        got = self.got
-        return self.view[got:] if got else self.view
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         expected = self.expected
         if expected is None:
-            self.engine.failed(self, "mismatch")
+            self.engine.failed(self, "mismatch")  # bytes nobody asked for
             return
-        got = self.got + nbytes
-        if got < self.need:
-            self.got = got
-            return
+        got = self.got
+        if got or len(data) != self.need:  # a reply in pieces (or too long): gather it
+            end = got + len(data)
+            if end > self.need:
+                self.engine.failed(self, "mismatch")
+                return
+            self.buffer[got:end] = data
+            if end < self.need:
+                self.got = end
+                return
+            same = self.buffer.startswith(expected)  # a memcmp, no copy
+        else:
+            same = data == expected  # the common case: the whole reply in one read
         now = _now()
-        # more than asked for is wrong too; startswith is a memcmp (memoryview's == is per item)
-        if got != self.need or not self.buffer.startswith(expected):
+        if not same:
             self.engine.failed(self, "mismatch")
             return
         engine = self.engine
         if engine.fast:  # closed loop in the measured window: count, and send the next one here
             tally = engine.tally
+            need = self.need
             tally.requests += 1
-            tally.bytes_verified += got
+            tally.bytes_verified += need
             tally.latencies[int((now - self.start) * 1e6)] += 1
             i = self.next_message
             self.next_message = i + 1 if i + 1 < self.count else 0
