@@ -102,6 +102,16 @@ def test_summary_takes_median_and_spread_over_successful_runs() -> None:
     assert row["reason"] == "1 of 4 runs failed"
 
 
+def test_summary_says_when_an_open_loop_rate_was_not_kept() -> None:
+    run = {"model": "m", "family": "readiness", "connections": 10, "status": "ok", "reason": "",
+           "load": {"requests_per_s": 900.0, "latency_us": {"p50": 10.0, "p99": 20.0},
+                    "errors": {}, "rate": {"target": 1000.0, "achieved": 900.0, "kept": False}},
+           "server": {"cpu_percent": 99.0, "rss_load": 1 << 20, "kib_per_connection": 1.0}}
+    [row] = summarize([run])
+    assert row["status"] == "ok"
+    assert row["reason"] == "target rate not kept in 1 run(s): 900 of 1,000 req/s"
+
+
 def test_bad_connection_list_is_a_usage_error() -> None:
     proc = run_cli("compare", "--connections", "1,lots")
     assert proc.returncode == 2 and "--connections" in proc.stderr

@@ -268,5 +268,11 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "errors": sum(sum(r["load"]["errors"].get(k, 0) for k in LOST_KINDS) for r in ok),
             "load_cpu_percent": statistics.median(r["load"].get("generator_cpu_percent", 0.0) for r in ok),
         }
+        unkept = [r["load"]["rate"] for r in ok if r["load"].get("rate") and not r["load"]["rate"]["kept"]]
+        if unkept:  # open loop: the server (or generator) fell behind; latencies show by how much
+            note = (f"target rate not kept in {len(unkept)} run(s): "
+                    f"{statistics.median(u['achieved'] for u in unkept):,.0f} of "
+                    f"{unkept[0]['target']:,.0f} req/s")
+            row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
         rows.append(row)
     return rows
