@@ -143,3 +143,13 @@ def test_smoke_rejects_unknown_models() -> None:
 def test_options_for_other_models_are_refused(model: str, args: list[str], flag: str) -> None:
     proc = run_cli("serve", "--model", model, "--port", "0", *args)
     assert_clean_error(proc, flag, "applies to")
+
+
+@pytest.mark.parametrize("args", [
+    ["load", "127.0.0.1:9", "--json", "/nonexistent-dir/x.json"],
+    ["compare", "--models", "epoll", "--out", "/proc/cannot-make-this"],
+])
+def test_an_unwritable_output_is_refused_before_any_work(args: list[str]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert "cannot" in proc.stderr and "Traceback" not in proc.stderr

@@ -156,6 +156,8 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
             connect_rate=connect_rate, timeout=timeout)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if json_path:  # find out now, not after the run, that the result could not be saved
+        _check_writable_file(json_path, "--json")
     try:
         with progress_printer(quiet) as on_progress:
             result = run_load(workload, on_progress)
@@ -173,6 +175,30 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
             message += (f"; {errors['refused'] + errors['connect']} reconnections failed: the server "
                         "stopped accepting connections (did it exit or crash?)")
         raise click.ClickException(message)
+
+
+def _check_writable_file(path: str, option: str) -> None:
+    import os
+
+    try:
+        existed = os.path.exists(path)
+        with open(path, "a"):
+            pass
+        if not existed:
+            os.unlink(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path}: {exc.strerror}", param_hint=option) from None
+
+
+def _check_writable_dir(path: str, option: str) -> None:
+    import os
+
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {path}: {exc.strerror}", param_hint=option) from None
+    if not os.access(path, os.W_OK):
+        raise click.BadParameter(f"{path} is not writable", param_hint=option)
 
 
 def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
@@ -222,6 +248,7 @@ def compare_cmd(model_list: str, connections: str, size: int, duration: float, w
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}",
                                  param_hint="--models")
     counts = _int_list(connections, "--connections", 1, 10_000)
+    _check_writable_dir(out, "--out")
     if quick:
         counts, duration, warmup, repeat = (1, 10, 100), 1.0, 0.5, 1
     config = CompareConfig(models=names, connections=counts, size=size, duration=duration, warmup=warmup,
@@ -264,6 +291,8 @@ def report_cmd(results: str, out: str | None) -> None:
         doc = load_results(path)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
+    if out:
+        _check_writable_dir(out, "--out")
     paths = render(doc, Path(out) if out else path.parent, write_json=False)
     click.echo(f"report: {paths['html']}")
 
