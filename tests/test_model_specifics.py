@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -148,3 +149,48 @@ def test_prefork_workers_do_not_outlive_a_killed_parent() -> None:
     srv.kill()  # SIGKILL: the parent cannot pass anything on
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "workers kept running after their parent was killed"
+
+
+def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
+    """Ctrl-C signals every process of the group; workers must not take the parent's SIGTERM
+    that follows as a second signal (which means: abort)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "iomodels", "serve", "-m", "prefork", "--workers",
+                             "2", "--inner", "epoll", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        port = int(proc.stdout.readline().split()[2].rsplit(":", 1)[1])
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 10
+        while len(parent.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        idle = [connect(port) for _ in range(4)]
+        for sock in idle:
+            assert roundtrip(sock, b"hi") == b"HI"
+        slow = connect(port)  # replies pile up unread: a graceful stop must wait for them
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):
+                slow.sendall(b"q" * (16 << 20))
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)  # the group we created: the server and its workers
+        time.sleep(0.5)
+        with contextlib.suppress(OSError):  # the server may reset: we stopped its reading mid-flood
+            while slow.recv(1 << 20):
+                pass
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    stats = json.loads(out.strip().splitlines()[-1].removeprefix("stats: "))
+    # the flooding client was served to the end (its replies flushed), not aborted
+    assert stats["connections"] == 5 and stats["errors"] == 0, stats
+    for sock in idle:
+        assert sock.recv(10) == b""
+        sock.close()

@@ -63,8 +63,9 @@ def serve_until_signalled(
     listener: socket.socket,
     grace: float = 5.0,
     on_ready: Callable[[], None] | None = None,
+    stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
 ) -> ServerStats:
-    """``model.serve(listener)`` with SIGINT/SIGTERM wired to stop, then abort.
+    """``model.serve(listener)`` with ``stop_signals`` wired to stop, then abort.
 
     The first signal calls ``model.stop()`` and starts a ``grace``-second
     timer (SIGALRM); the timer or a second signal calls ``model.abort()``.
@@ -81,8 +82,7 @@ def serve_until_signalled(
         else:
             model.abort()
 
-    previous = {signum: signal.signal(signum, on_signal)
-                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    previous = {signum: signal.signal(signum, on_signal) for signum in (*stop_signals, signal.SIGALRM)}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(previous))
     try:
         if on_ready is not None:

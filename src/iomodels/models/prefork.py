@@ -119,8 +119,11 @@ class PreforkModel(Model):
             from ..server import serve_until_signalled
             from . import load_model
 
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+            for signum in (signal.SIGTERM, signal.SIGALRM):
                 signal.signal(signum, signal.SIG_DFL)
+            # Ctrl-C reaches the whole process group: a worker waits for the parent's SIGTERM,
+            # or that would be its second signal and it would abort instead of finishing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             _die_with_parent()
             listener = self._listener
             if self.reuse_port and slot > 0:
@@ -128,7 +131,7 @@ class PreforkModel(Model):
                 listener.close()
                 listener = make_listener(host, port, reuse_port=True)
             model = load_model(self.inner)(self.options)
-            stats = serve_until_signalled(model, listener, self.grace)
+            stats = serve_until_signalled(model, listener, self.grace, stop_signals=(signal.SIGTERM,))
             os.write(pipe, json.dumps(stats.as_dict()).encode())
         except BaseException:
             traceback.print_exc()
