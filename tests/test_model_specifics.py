@@ -180,9 +180,10 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)  # the group we created: the server and its workers
         time.sleep(0.5)
-        with contextlib.suppress(OSError):  # the server may reset: we stopped its reading mid-flood
+        with contextlib.suppress(OSError):
             while slow.recv(1 << 20):
                 pass
+        slow.close()  # the server's EOF came: a well-behaved client closes too
         out, _ = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
@@ -194,3 +195,32 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
     for sock in idle:
         assert sock.recv(10) == b""
         sock.close()
+
+
+@pytest.mark.parametrize("model", ["nonblocking", "select", "poll", "epoll", "sigio"])
+def test_a_stop_while_a_client_floods_loses_no_reply(model: str) -> None:
+    """The client is still sending when SIGTERM comes: every reply to what the server read must
+    reach it, then a clean EOF; a plain close would reset the connection (unread input)."""
+    srv = ServerProcess(model).start()
+    try:
+        sock = connect(srv.port)
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"q" * (32 << 20))
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(0.5)  # the server reads until its water mark, then waits for us
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        received = 0
+        while chunk := sock.recv(1 << 20):  # a reset would raise here
+            assert chunk == b"Q" * len(chunk)
+            received += len(chunk)
+        sock.close()
+        assert srv.proc.wait(20) == 0
+        srv.stop()  # collects the last lines
+    finally:
+        srv.kill()
+    assert srv.stats is not None and srv.stats["errors"] == 0, srv.stats
+    assert received == srv.stats["bytes_out"] == srv.stats["bytes_in"] > 0

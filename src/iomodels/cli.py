@@ -96,6 +96,11 @@ def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
         options = ServeOptions(service=factory, limits=Limits(high_water, low), workers=workers,
                                extra=extra)
         run_server(model, host, port, options, grace=grace, reuse_port=reuse_port)
+        # served and reported: a late signal must not turn a clean exit into "killed by SIGTERM"
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
     except (ListenError, ModelUnavailable, ServiceLoadError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -32,7 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..net import close_quietly
+from ..net import close_quietly, shutdown_quietly
 from .base import LoopModel, ServeOptions, ServerStats
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
@@ -79,7 +79,8 @@ class Wait(ABC):
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "session", "sock")
+    __slots__ = ("bytes_in", "bytes_out", "dropped", "events", "fd", "lingering", "session", "shut",
+                 "sock")
 
     def __init__(self, sock: socket.socket, session: Any) -> None:
         self.sock = sock
@@ -88,6 +89,9 @@ class _Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.events = READ
+        self.lingering = False  # stopped by us, not by the client's EOF
+        self.shut = False  # write side shut down; input is read and dropped until the client's EOF
+        self.dropped = False  # input came after the stop: the client is still sending
 
 
 class ReadinessModel(LoopModel):
@@ -149,9 +153,17 @@ class ReadinessModel(LoopModel):
         return self.stats.snapshot()
 
     def _stop_all(self) -> None:
-        """Serve nothing more; close each connection once its replies are out."""
+        """Serve nothing more; close each connection once its replies are out.
+
+        A connection whose client is still sending would be reset by a plain close (unread
+        input makes the kernel send RST, which can destroy replies the client has not read
+        yet), so such a connection lingers: writing is shut down after the last reply and its
+        input is read and dropped until the client's EOF, or until abort() after the grace period.
+        """
         for conn in tuple(self._conns.values()):
-            conn.session.receive_eof()
+            if not conn.session.eof_received:
+                conn.lingering = True
+                conn.session.receive_eof()
             self._after_io(conn)
 
     def _accept(self, listener: socket.socket) -> None:
@@ -190,6 +202,9 @@ class ReadinessModel(LoopModel):
         self.stats.connection_done(0, 0, True)
 
     def _readable(self, conn: _Connection) -> None:
+        if conn.lingering:
+            self._discard(conn)
+            return
         session = conn.session
         if session.reading_paused or session.eof_received:
             return
@@ -243,12 +258,44 @@ class ReadinessModel(LoopModel):
                 break
         return True
 
+    def _discard(self, conn: _Connection) -> None:
+        """Lingering: read and drop input until EAGAIN; the client's EOF (or an error) closes."""
+        recv_into = conn.sock.recv_into
+        view = self._view
+        while True:
+            try:
+                if not recv_into(view):
+                    break
+                conn.dropped = True
+            except (BlockingIOError, InterruptedError):
+                self._after_io(conn)
+                return
+            except OSError:
+                break
+        self._close(conn, error=False)
+
+    def _input_waiting(self, conn: _Connection) -> bool:
+        try:
+            return bool(conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+
     def _after_io(self, conn: _Connection) -> None:
         session = conn.session
         if session.finished:
+            if conn.shut:
+                return  # lingering: waiting for the client's EOF
+            if conn.lingering and (conn.dropped or self._input_waiting(conn)):
+                conn.shut = True
+                shutdown_quietly(conn.sock, socket.SHUT_WR)
+                if conn.events != READ:
+                    conn.events = READ
+                    self._wait.modify(conn.fd, READ)
+                self._discard(conn)  # what is there already raises no edge-triggered event
+                return
             self._close(conn, error=False)
             return
-        events = 0 if session.reading_paused or session.eof_received else READ
+        events = READ if conn.lingering else 0 if session.reading_paused or session.eof_received else READ
         if session.pending:
             events |= WRITE
         if events != conn.events:
