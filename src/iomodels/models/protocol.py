@@ -29,7 +29,7 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(asyncio.BufferedProtocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "model", "session", "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "model", "session", "transport")
 
     def __init__(self, model: ProtocolModel) -> None:
         self.model = model
@@ -37,6 +37,7 @@ class ServiceProtocol(asyncio.BufferedProtocol):
         self.transport: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
+        self.draining = False  # stopped by the server: replies go out, input is dropped
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -52,6 +53,8 @@ class ServiceProtocol(asyncio.BufferedProtocol):
         return self.model.buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.draining:
+            return  # after the stop: not served, only read so the client's sends can finish
         self.bytes_in += nbytes
         session = self.session
         session.receive_data(self.model.buffer[:nbytes].tobytes())
@@ -61,6 +64,8 @@ class ServiceProtocol(asyncio.BufferedProtocol):
             self.transport.write(out)
 
     def eof_received(self) -> bool:
+        if self.draining:
+            return False
         session = self.session
         session.receive_eof()
         out = session.take_data()
@@ -70,11 +75,27 @@ class ServiceProtocol(asyncio.BufferedProtocol):
         return False  # the transport closes itself once its buffer is flushed
 
     def pause_writing(self) -> None:
-        self.transport.pause_reading()
+        if not self.draining:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         if not self.transport.is_closing():
             self.transport.resume_reading()
+
+    def stop(self) -> None:
+        """Serve nothing more. With replies still buffered (the client is busy sending, not
+        reading), a close would leave its input unread and the kernel would reset the
+        connection, destroying replies: so keep reading and dropping input, shut down writing
+        once the replies are out, and close at the client's EOF (or abort after the grace)."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if not transport.get_write_buffer_size():
+            transport.close()
+            return
+        self.draining = True
+        transport.resume_reading()
+        transport.write_eof()  # after what is buffered
 
     def connection_lost(self, exc: Exception | None) -> None:
         model = self.model
@@ -124,7 +145,7 @@ class ProtocolModel(Model):
         server.close()
         self.stopping = True
         for protocol in tuple(self.protocols):
-            protocol.transport.close()  # flushes what is buffered, then closes
+            protocol.stop()
         if self.protocols:
             await self.all_closed.wait()
         await server.wait_closed()
