@@ -199,15 +199,14 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
 
 _NO_LINGER = pytest.mark.xfail(
     reason="known gap: this family closes at once after its last reply, and input still arriving "
-           "makes the kernel reset the connection (lingering close done for the readiness and "
-           "asyncio families only)", strict=False)
-LINGERING = ["nonblocking", "select", "poll", "epoll", "sigio", "asyncio", "uvloop", "prefork"]
+           "makes the kernel reset the connection (lingering close done for the readiness, "
+           "completion and asyncio families)", strict=False)
+LINGERING = ["nonblocking", "select", "poll", "epoll", "sigio", "io_uring", "asyncio", "uvloop", "prefork"]
 
 
 @pytest.mark.parametrize("model", [
     *LINGERING,
-    *(pytest.param(m, marks=_NO_LINGER) for m in ("blocking", "threads", "threadpool", "gevent",
-                                                  "io_uring")),
+    *(pytest.param(m, marks=_NO_LINGER) for m in ("blocking", "threads", "threadpool", "gevent")),
 ])
 def test_a_stop_while_a_client_floods_loses_no_reply(model: str) -> None:
     """The client is still sending when SIGTERM comes: every reply to what the server read must

@@ -41,7 +41,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..net import close_quietly
+from ..net import close_quietly, shutdown_quietly
 from .base import LoopModel, ServerStats
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,16 @@ _WAKE = object()  # user_data of the waker's recv
 _ACCEPT = object()  # user_data of the multishot accept
 
 
+def _input_waiting(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+
+
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes",
-                 "sending_ops", "session", "sock", "starved")
+    __slots__ = ("bytes_in", "bytes_out", "dropped", "eof_seen", "error", "fd", "lingering", "paused",
+                 "recv", "sending_bytes", "sending_ops", "session", "shut", "sock", "starved")
 
     def __init__(self, sock: socket.socket, session: Any) -> None:
         self.sock = sock
@@ -64,6 +71,10 @@ class _Connection:
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
+        self.lingering = False  # stopped by us while open: see _maybe_close
+        self.shut = False  # write side shut down, input dropped until the client's EOF
+        self.dropped = False  # input came after the stop: the client is still sending
+        self.eof_seen = False  # the client's EOF (or an error) came while lingering
         self.sending_bytes = 0
         self.sending_ops = 0
         self.bytes_in = 0
@@ -150,8 +161,11 @@ class UringModel(LoopModel):
             self._stopping = True
             self._ring.prepare_cancel(self._accept)
             for conn in tuple(self._conns):
-                self._stop_reading(conn)
-                conn.session.receive_eof()
+                if not conn.session.eof_received:
+                    conn.lingering = True
+                    conn.session.receive_eof()
+                    if conn.recv is None and not conn.error:
+                        self._arm_recv(conn)  # keep reading, to drop what the client still sends
                 self._maybe_close(conn)
         if self._abort_requested:
             for conn in tuple(self._conns):
@@ -213,6 +227,9 @@ class UringModel(LoopModel):
         conn: _Connection = c.user_data if more else c.take_user_data()
         res = c.res
         session = conn.session
+        if conn.lingering and conn in self._conns:
+            self._on_recv_lingering(conn, res, more, c)
+            return
         if conn not in self._conns or session.eof_received:
             if res > 0:
                 c.result.close()  # data after we stopped reading: not served
@@ -268,10 +285,39 @@ class UringModel(LoopModel):
                 self._arm_recv(conn)  # else the cancelled recv's last leg re-arms it
         self._maybe_close(conn)
 
+    def _on_recv_lingering(self, conn: _Connection, res: int, more: int, c: Any) -> None:
+        if res > 0:
+            c.result.close()  # dropped: the stop came before it
+            conn.dropped = True
+        if not more:
+            conn.recv = None
+            if res == 0 or (res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED)):
+                conn.eof_seen = True
+            else:
+                self._arm_recv(conn)
+        self._maybe_close(conn)
+
     def _maybe_close(self, conn: _Connection) -> None:
+        """Close once the last reply is out. A connection stopped by us whose client is still
+        sending lingers instead: a close with unread input makes the kernel send RST, which can
+        destroy replies the client has not read yet. So shut down writing, drop input until the
+        client's EOF (or abort() after the grace period), then close."""
         if conn.sending_ops:
             return
-        if conn.error or conn.session.eof_received:
+        if conn.error:
+            self._finish(conn)
+        elif conn.lingering:
+            if conn.eof_seen:
+                self._finish(conn)
+            elif not conn.shut:
+                if conn.dropped or _input_waiting(conn.sock):
+                    conn.shut = True  # no send in flight: the fd is idle, a plain call is safe
+                    shutdown_quietly(conn.sock, socket.SHUT_WR)
+                    if conn.recv is None:
+                        self._arm_recv(conn)
+                else:
+                    self._finish(conn)
+        elif conn.session.eof_received:
             self._finish(conn)
 
     def _finish(self, conn: _Connection, force: bool = False) -> None:
