@@ -197,17 +197,7 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
         sock.close()
 
 
-_NO_LINGER = pytest.mark.xfail(
-    reason="known gap: this family closes at once after its last reply, and input still arriving "
-           "makes the kernel reset the connection (lingering close done for the readiness, "
-           "completion and asyncio families)", strict=False)
-LINGERING = ["nonblocking", "select", "poll", "epoll", "sigio", "io_uring", "asyncio", "uvloop", "prefork"]
-
-
-@pytest.mark.parametrize("model", [
-    *LINGERING,
-    *(pytest.param(m, marks=_NO_LINGER) for m in ("blocking", "threads", "threadpool", "gevent")),
-])
+@pytest.mark.parametrize("model", list(__import__("iomodels.models").models.REGISTRY))
 def test_a_stop_while_a_client_floods_loses_no_reply(model: str) -> None:
     """The client is still sending when SIGTERM comes: every reply to what the server read must
     reach it, then a clean EOF; a plain close would reset the connection (unread input)."""

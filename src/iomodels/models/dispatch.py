@@ -36,23 +36,36 @@ _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
 _SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-def serve_connection(model: Model, conn: Any) -> None:
+def serve_connection(model: DispatchModel, conn: Any) -> None:
     """Serve one connection to the end with blocking calls; report to ``model.stats``.
 
     ``conn`` is a connected socket (a gevent one works the same way). The
     reply to each read is sent in full before the next read: a client that
     does not read its replies blocks this handler in ``sendall``, which is the
     blocking model's backpressure.
+
+    Stopping: a handler blocked in ``recv`` is in ``model.idle`` and is woken
+    by ``stop()`` with ``shutdown(SHUT_RD)``; a busy one sees ``model.stopping``
+    after its reply is out. If the client is still sending then, the handler
+    lingers (shuts down writing, drops input until the client's EOF) rather
+    than closing with unread input, which would reset the connection.
     """
     session = model.options.new_session()
     read_size = model.options.read_size
     recv = conn.recv
     sendall = conn.sendall
+    idle = model.idle
     bytes_in = bytes_out = 0
-    error = False
+    error = linger = False
     try:
         while True:
+            idle.add(conn)
+            if model.stopping:
+                idle.discard(conn)
+                linger = model.input_waiting(conn)
+                break
             data = recv(read_size)
+            idle.discard(conn)
             if not data:
                 session.receive_eof()
                 out = session.take_data()
@@ -67,9 +80,13 @@ def serve_connection(model: Model, conn: Any) -> None:
                 sendall(out)
                 bytes_out += len(out)
         shutdown_quietly(conn, socket.SHUT_WR)
+        if linger:
+            while recv(read_size):  # dropped; ends at the client's EOF, or abort()
+                pass
     except OSError:
-        error = True
+        error = not linger
     finally:
+        idle.discard(conn)
         close_quietly(conn)
         model.stats.connection_done(bytes_in, bytes_out, error)
 
@@ -82,6 +99,7 @@ class DispatchModel(Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conns: set[Any] = set()
+        self.idle: set[Any] = set()  # connections whose handler is blocked in recv
         self._listener: Any = None
         self._stopping = False
         self._warned_shortage = False
@@ -103,6 +121,17 @@ class DispatchModel(Model):
     def shutdown(self, sock: Any, how: int) -> None:
         """Shut down one direction of ``sock`` so that a handler blocked on it wakes up."""
         shutdown_quietly(sock, how)
+
+    def input_waiting(self, sock: Any) -> bool:
+        """True if the client has sent bytes not read yet (never blocks)."""
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     # -- shared ----------------------------------------------------------------------
     def handle(self, conn: Any) -> None:
@@ -146,7 +175,7 @@ class DispatchModel(Model):
         self._stopping = True
         if self._listener is not None:
             self.shutdown(self._listener, socket.SHUT_RDWR)
-        for conn in tuple(self._conns):
+        for conn in tuple(self.idle):  # busy handlers see `stopping` once their reply is out
             self.shutdown(conn, socket.SHUT_RD)
 
     def abort(self) -> None:

@@ -80,6 +80,15 @@ class GeventModel(DispatchModel):
             while reader.recv(64):
                 pass
 
+    def input_waiting(self, sock: Any) -> bool:
+        # gevent's recv would wait for readability on EAGAIN: peek on a plain duplicate instead
+        try:
+            twin = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return False
+        with twin:
+            return super().input_waiting(twin)
+
     def dispatch(self, conn: Any) -> None:
         self._group.spawn(self.handle, conn)
 
