@@ -7,7 +7,8 @@ import errno
 import resource
 import socket
 
-__all__ = ["ListenError", "Waker", "close_quietly", "make_listener", "raise_fd_limit", "shutdown_quietly"]
+__all__ = ["ListenError", "Waker", "close_quietly", "input_waiting", "make_listener", "raise_fd_limit",
+           "shutdown_quietly"]
 
 DEFAULT_BACKLOG = 4096
 
@@ -105,3 +106,11 @@ class Waker:
         self._open = False
         close_quietly(self.reader)
         close_quietly(self._writer)
+
+
+def input_waiting(sock: socket.socket) -> bool:
+    """True if the peer has sent bytes not read yet (never blocks; False on any error)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False

@@ -24,7 +24,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..net import close_quietly, shutdown_quietly
+from ..net import close_quietly, input_waiting, shutdown_quietly
 from .base import Model, ServerStats
 
 __all__ = ["DispatchModel", "serve_connection"]
@@ -124,10 +124,7 @@ class DispatchModel(Model):
 
     def input_waiting(self, sock: Any) -> bool:
         """True if the client has sent bytes not read yet (never blocks)."""
-        try:
-            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:
-            return False
+        return input_waiting(sock)
 
     @property
     def stopping(self) -> bool:

@@ -32,7 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..net import close_quietly, shutdown_quietly
+from ..net import close_quietly, input_waiting, shutdown_quietly
 from .base import LoopModel, ServeOptions, ServerStats
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
@@ -274,18 +274,12 @@ class ReadinessModel(LoopModel):
                 break
         self._close(conn, error=False)
 
-    def _input_waiting(self, conn: _Connection) -> bool:
-        try:
-            return bool(conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:
-            return False
-
     def _after_io(self, conn: _Connection) -> None:
         session = conn.session
         if session.finished:
             if conn.shut:
                 return  # lingering: waiting for the client's EOF
-            if conn.lingering and (conn.dropped or self._input_waiting(conn)):
+            if conn.lingering and (conn.dropped or input_waiting(conn.sock)):
                 conn.shut = True
                 shutdown_quietly(conn.sock, socket.SHUT_WR)
                 if conn.events != READ:

@@ -41,7 +41,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..net import close_quietly, shutdown_quietly
+from ..net import close_quietly, input_waiting, shutdown_quietly
 from .base import LoopModel, ServerStats
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,6 @@ _BUFFER_COUNT = 2048  # the shared pool: 8 MiB, whatever the number of connectio
 _RING_ENTRIES = 1024
 _WAKE = object()  # user_data of the waker's recv
 _ACCEPT = object()  # user_data of the multishot accept
-
-
-def _input_waiting(sock: socket.socket) -> bool:
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except OSError:
-        return False
 
 
 class _Connection:
@@ -310,7 +303,7 @@ class UringModel(LoopModel):
             if conn.eof_seen:
                 self._finish(conn)
             elif not conn.shut:
-                if conn.dropped or _input_waiting(conn.sock):
+                if conn.dropped or input_waiting(conn.sock):
                     conn.shut = True  # no send in flight: the fd is idle, a plain call is safe
                     shutdown_quietly(conn.sock, socket.SHUT_WR)
                     if conn.recv is None:
