@@ -83,7 +83,7 @@ class _Client(asyncio.Protocol):
             self.engine.failed(self, "mismatch")
             return
         engine = self.engine
-        if engine.fast:  # closed loop in the measured window: count, and send the next one here
+        if engine.fast:  # closed loop, measured window: count, then send() inlined (keep in step with it)
             tally = engine.tally
             need = self.need
             tally.requests += 1

@@ -101,7 +101,7 @@ class DispatchModel(Model):
         self._conns: set[Any] = set()
         self.idle: set[Any] = set()  # connections whose handler is blocked in recv
         self._listener: Any = None
-        self._stopping = False
+        self.stopping = False  # read by every handler once per request
         self._warned_shortage = False
 
     # -- the steps a model fills in --------------------------------------------------
@@ -126,9 +126,6 @@ class DispatchModel(Model):
         """True if the client has sent bytes not read yet (never blocks)."""
         return input_waiting(sock)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     # -- shared ----------------------------------------------------------------------
     def handle(self, conn: Any) -> None:
@@ -140,11 +137,11 @@ class DispatchModel(Model):
     def serve(self, listener: socket.socket) -> ServerStats:
         self._listener = listener = self.wrap_listener(listener)
         accept = listener.accept
-        while not self._stopping:
+        while not self.stopping:
             try:
                 conn, _ = accept()
             except OSError as exc:
-                if self._stopping:
+                if self.stopping:
                     break
                 if exc.errno in _TRANSIENT_ACCEPT:
                     continue
@@ -154,7 +151,7 @@ class DispatchModel(Model):
                 raise
             self.stats.connections += 1
             self._conns.add(conn)
-            if self._stopping:  # accepted while stop() ran: serve what it sent, nothing more
+            if self.stopping:  # accepted while stop() ran: serve what it sent, nothing more
                 self.shutdown(conn, socket.SHUT_RD)
             self.dispatch(conn)
         close_quietly(listener)
@@ -169,7 +166,7 @@ class DispatchModel(Model):
         self.sleep(0.05)
 
     def stop(self) -> None:
-        self._stopping = True
+        self.stopping = True
         if self._listener is not None:
             self.shutdown(self._listener, socket.SHUT_RDWR)
         for conn in tuple(self.idle):  # busy handlers see `stopping` once their reply is out

@@ -289,7 +289,9 @@ class ReadinessModel(LoopModel):
                 return
             self._close(conn, error=False)
             return
-        events = READ if conn.lingering else 0 if session.reading_paused or session.eof_received else READ
+        # lingering: keep reading (to drop input) even though the session is past its EOF
+        wants_input = not (session.reading_paused or session.eof_received)
+        events = READ if conn.lingering or wants_input else 0
         if session.pending:
             events |= WRITE
         if events != conn.events:

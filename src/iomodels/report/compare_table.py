@@ -6,18 +6,12 @@ from typing import Any
 
 from rich.table import Table
 
+from . import format_latency
+
 __all__ = ["COLUMNS", "summary_rows", "summary_table"]
 
 COLUMNS = ("model", "family", "conns", "req/s (median)", "spread", "p50", "p99", "CPU%", "RSS MiB",
            "KiB/conn", "errors", "load CPU%", "note")
-
-
-def _lat(us: float | None) -> str:
-    if us is None:
-        return ""
-    if us >= 1_000_000:
-        return f"{us / 1e6:.2f} s"
-    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} us"
 
 
 def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
@@ -31,7 +25,7 @@ def summary_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
         spread = f"{s['rps_min']:,.0f}-{s['rps_max']:,.0f}" if s["ok_runs"] > 1 else ""
         rows.append([
             s["model"], s["family"], str(s["connections"]), f"{s['rps_median']:,.0f}", spread,
-            _lat(s["p50_us"]), _lat(s["p99_us"]),
+            format_latency(s["p50_us"]), format_latency(s["p99_us"]),
             "" if s["cpu_percent"] is None else f"{s['cpu_percent']:.0f}",
             f"{s['rss_mib']:.1f}", f"{s['kib_per_connection']:.1f}", str(s["errors"]),
             f"{s.get('load_cpu_percent', 0):.0f}", s["reason"],

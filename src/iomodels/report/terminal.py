@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from ..loadgen.runner import Progress
+from . import format_latency
 
 __all__ = ["print_load_result", "progress_printer"]
 
@@ -36,12 +37,6 @@ def progress_printer(quiet: bool = False) -> Iterator[Callable[[Progress], None]
         yield show
 
 
-def _us(value: float) -> str:
-    if value >= 1_000_000:
-        return f"{value / 1e6:.2f} s"
-    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
-
-
 def print_load_result(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     w = result["workload"]
@@ -53,7 +48,7 @@ def print_load_result(result: dict[str, Any], console: Console | None = None) ->
     console.print(f"  {result['requests']:,} requests   {result['requests_per_s']:,.0f} req/s   "
                   f"{result['mib_per_s']:.2f} MiB/s")
     console.print("  latency  " + "  ".join(
-        f"{label} {_us(lat[key])}" for label, key in
+        f"{label} {format_latency(lat[key])}" for label, key in
         (("min", "min"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99_9"),
          ("max", "max"))))
     errors = {k: v for k, v in result["errors"].items() if v}
