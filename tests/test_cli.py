@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from iomodels.cli import main
-from iomodels.procs import ServerProcess
+from iomodels.models.serving import ServerProcess
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from iomodels.compare import summarize
+from iomodels.results import summarize
 from iomodels.report.compare_table import summary_rows
 from iomodels.report.render import ReportError, load_results
 

@@ -16,7 +16,7 @@ from iomodels.loadgen import LoadError, Tally, Workload, run_load
 from iomodels.loadgen.runner import SCHEMA
 from iomodels.loadgen.tally import new_histogram
 from iomodels.loadgen.workload import MessagePool, parse_size, parse_target
-from iomodels.procs import ServerProcess
+from iomodels.models.serving import ServerProcess
 
 from .helpers.faulty import DroppingServer
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from iomodels.models import probe
-from iomodels.procs import ServerProcess
+from iomodels.models.serving import ServerProcess
 
 from .conformance.clients import connect, recv_exactly, roundtrip
 
@@ -99,9 +99,10 @@ def test_prefork_stop_reaps_every_worker() -> None:
 
 @pytest.mark.skipif(probe("sigio") is not None, reason=f"sigio unavailable: {probe('sigio')}")
 def test_sigio_names_the_ready_fd_and_sweeps_on_queue_overflow() -> None:
+    from iomodels.models.readiness.sigio import SigioWait
+
     from iomodels.models.base import ServeOptions
     from iomodels.models.readiness import READ, WRITE
-    from iomodels.models.sigio import SigioWait
 
     wait = SigioWait(ServeOptions())
     a, b = socket.socketpair()

@@ -9,22 +9,18 @@ import click
 
 from . import __version__
 from .models import REGISTRY
+from .models.prefork import INNER_MODELS
 
 MODEL_CHOICE = click.Choice(list(REGISTRY))
-OPTION_MODELS = {  # serve options that only some models read
-    "--workers": ("threadpool", "prefork"),
-    "--inner": ("prefork",),
-    "--reuse-port": ("prefork",),
-    "--edge": ("epoll",),
-    "--poll-interval": ("nonblocking",),
-}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iomodels")
 def main() -> None:
     """Serve one TCP service under every classic Unix IO model, and compare them."""
-    logging.basicConfig(level=logging.WARNING, format="iomodels: %(message)s", stream=sys.stderr)
+    from .models.serving import LOG_PREFIX
+
+    logging.basicConfig(level=logging.WARNING, format=LOG_PREFIX + "%(message)s", stream=sys.stderr)
 
 
 @main.command("models")
@@ -60,23 +56,23 @@ def models_cmd() -> None:
               help="Seconds given to connections to finish after SIGINT/SIGTERM.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="threadpool: threads (default min(32, cpus+4)); prefork: processes (default cpus).")
-@click.option("--inner", type=click.Choice(["threads", "asyncio", "uvloop", "epoll"]), default=None,
+@click.option("--inner", type=click.Choice(INNER_MODELS), default=None,
               help="prefork: the model each worker runs (default uvloop, else epoll).")
 @click.option("--reuse-port", is_flag=True, help="prefork: a SO_REUSEPORT socket per worker.")
 @click.option("--edge", is_flag=True, help="epoll: edge-triggered (read and write until EAGAIN).")
 @click.option("--poll-interval", type=click.FloatRange(0, 10), default=None,
               help="nonblocking: seconds to sleep between sweeps (default 0: pure busy loop).")
-def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
-              low_water: int | None, grace: float, workers: int | None, inner: str | None,
-              reuse_port: bool, edge: bool, poll_interval: float | None) -> None:
+@click.pass_context
+def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str, high_water: int,
+              low_water: int | None, grace: float, **model_options: object) -> None:
     """Serve the upper-case echo service (or SERVICE) under one IO model.
 
     Prints 'listening on HOST:PORT model=M' when ready. SIGINT/SIGTERM stop it
     cleanly; the last line gives its statistics as JSON.
     """
     from .models import ServeOptions
+    from .models.serving import ModelUnavailable, run_server
     from .net import ListenError
-    from .server import ModelUnavailable, run_server
     from .service import Limits, ServiceLoadError, load_service
 
     try:
@@ -85,17 +81,12 @@ def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
         if low > high_water:
             raise click.BadParameter(f"{low} is above --high-water {high_water}",
                                      param_hint="--low-water")
-        given = {"--workers": workers is not None, "--inner": inner is not None,
-                 "--reuse-port": reuse_port, "--edge": edge, "--poll-interval": poll_interval is not None}
-        for flag, is_given in given.items():
-            if is_given and model not in OPTION_MODELS[flag]:
-                raise click.BadParameter(
-                    f"applies to {' and '.join(OPTION_MODELS[flag])}, not to {model}", param_hint=flag)
-        extra = {"inner": inner, "reuse_port": reuse_port, "edge": edge,
-                 "poll_interval": poll_interval or 0.0, "grace": grace}
-        options = ServeOptions(service=factory, limits=Limits(high_water, low), workers=workers,
-                               extra=extra)
-        run_server(model, host, port, options, grace=grace, reuse_port=reuse_port)
+        given = {name: value for name, value in model_options.items()
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+        _check_model_options(model, given)
+        options = ServeOptions(service=factory, limits=Limits(high_water, low), grace=grace,
+                               **given)  # type: ignore[arg-type]
+        run_server(model, host, port, options)
         # served and reported: a late signal must not turn a clean exit into "killed by SIGTERM"
         import signal
 
@@ -103,6 +94,22 @@ def serve_cmd(model: str, host: str, port: int, service: str, high_water: int,
             signal.signal(signum, signal.SIG_IGN)
     except (ListenError, ModelUnavailable, ServiceLoadError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _check_model_options(model: str, given: dict[str, object]) -> None:
+    """Refuse a model option (a ServeOptions field) that the model does not declare in ``accepts``."""
+    from .models import load_model
+    from .models.base import model_options
+
+    unknown = set(given) - set(model_options())
+    if unknown:  # a click option without a ServeOptions field: a bug here, not the user's
+        raise RuntimeError(f"serve options {sorted(unknown)} have no ServeOptions field")
+    accepts = load_model(model).accepts
+    for name in given:
+        if name not in accepts:
+            takers = [m for m in REGISTRY if name in load_model(m).accepts]
+            raise click.BadParameter(f"applies to {' and '.join(takers)}, not to {model}",
+                                     param_hint="--" + name.replace("_", "-"))
 
 
 @main.command("load")
@@ -244,7 +251,8 @@ def compare_cmd(model_list: str, connections: str, size: int, duration: float, w
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .compare import CompareConfig, RunRecord, run_compare
+    from .compare import CompareConfig, run_compare
+    from .results import RunRecord, RunStatus
     from .report.render import render
 
     names = tuple(REGISTRY) if model_list == "all" else tuple(m.strip() for m in model_list.split(","))
@@ -267,7 +275,7 @@ def compare_cmd(model_list: str, connections: str, size: int, duration: float, w
         def on_run(record: RunRecord | None, upcoming: str) -> None:
             if record is not None:
                 bar.advance(task)
-                if record.status != "ok":
+                if record.status is not RunStatus.OK:
                     failures.append(record)
                     bar.console.print(f"[yellow]{record.model} x{record.connections}: "
                                       f"{record.status}: {record.reason}[/yellow]")

@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psutil
 
 from .hostinfo import host_facts
-from .loadgen import LoadError, Workload, run_load
-from .loadgen.runner import LOST_KINDS, Progress
+from .loadgen import LoadError, Progress, Workload, run_load
 from .models import REGISTRY, describe
+from .models.serving import ServerProcess, ServerStartError
 from .net import raise_fd_limit
-from .procs import ServerProcess, ServerStartError
+from .results import SCHEMA, RunRecord, RunStatus, summarize
 
-__all__ = ["SCHEMA", "CompareConfig", "RunRecord", "run_compare", "summarize"]
-
-SCHEMA = "iomodels.compare/1"
+__all__ = ["CompareConfig", "run_compare"]
 
 
 @dataclass(frozen=True)
@@ -54,18 +51,6 @@ class CompareConfig:
 
     def run_count(self) -> int:
         return len(self.models) * len(self.connections) * self.repeat
-
-
-@dataclass
-class RunRecord:
-    model: str
-    family: str
-    connections: int
-    repeat: int
-    status: str  # ok | failed | unavailable
-    reason: str = ""
-    load: dict[str, Any] = field(default_factory=dict)  # the load result, without the bulky parts
-    server: dict[str, Any] = field(default_factory=dict)  # cpu_percent, rss_*, kib_per_connection, stats
 
 
 def split_cores() -> tuple[set[int], set[int]]:
@@ -139,15 +124,14 @@ def _failure_reason(result: dict[str, Any], server: ServerProcess, connections: 
     parts = [", ".join(f"{v} {k}" for k, v in errors.items()) or "no request completed"]
     if errors.get("timeout"):
         parts.append(f"replies did not come within the timeout for some of {connections} connections")
-    warnings = [line for line in server.lines if line.startswith("iomodels: ")]
-    if warnings:
-        parts.append("server said: " + warnings[-1].removeprefix("iomodels: "))
+    if server.log:
+        parts.append("server said: " + server.log[-1])
     return "; ".join(parts)
 
 
 def run_one(config: CompareConfig, model: str, family: str, connections: int, repeat: int,
             cores: tuple[set[int], set[int]]) -> RunRecord:
-    record = RunRecord(model, family, connections, repeat, "failed")
+    record = RunRecord(model, family, connections, repeat, RunStatus.FAILED)
     server_cores, _ = cores
     try:
         server = ServerProcess(model, cpus=server_cores).start()
@@ -176,7 +160,7 @@ def run_one(config: CompareConfig, model: str, family: str, connections: int, re
             "kib_per_connection": round((rss_load - rss_idle) / connections / 1024, 2),
         }
         if result["ok"]:
-            record.status = "ok"
+            record.status = RunStatus.OK
         else:
             record.reason = _failure_reason(result, server, connections)
     finally:
@@ -203,7 +187,7 @@ def run_compare(config: CompareConfig,
                 on_run(None, f"{model} x{connections}")
             info = describe(model)
             if not info.available:
-                record = RunRecord(model, info.family, connections, rep, "unavailable",
+                record = RunRecord(model, info.family, connections, rep, RunStatus.UNAVAILABLE,
                                    reason=info.unavailable or "")
             else:
                 record = run_one(config, model, info.family, connections, rep, cores)
@@ -230,49 +214,3 @@ def build_document(config: CompareConfig, runs: Iterable[RunRecord], cores: tupl
         "runs": [asdict(r) for r in runs],
         "summary": summarize([asdict(r) for r in runs]),
     }
-
-
-def _median_and_spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
-
-
-def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, connections): medians and spreads over the runs that succeeded."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault((run["model"], run["connections"]), []).append(run)
-    rows = []
-    for (model, connections), group in groups.items():
-        ok = [r for r in group if r["status"] == "ok"]
-        row: dict[str, Any] = {"model": model, "family": group[0]["family"], "connections": connections,
-                               "runs": len(group), "ok_runs": len(ok)}
-        if not ok:
-            first = group[0]
-            row |= {"status": first["status"], "reason": first["reason"]}
-            measured = [r for r in group if r["load"]]
-            if measured:  # a failed run still says how far it got
-                row["rps_median"] = statistics.median(r["load"]["requests_per_s"] for r in measured)
-            rows.append(row)
-            continue
-        rps = _median_and_spread([r["load"]["requests_per_s"] for r in ok])
-        cpu = [r["server"]["cpu_percent"] for r in ok if r["server"].get("cpu_percent") is not None]
-        row |= {
-            "status": "ok",
-            "reason": "" if len(ok) == len(group) else f"{len(group) - len(ok)} of {len(group)} runs failed",
-            "rps_median": rps[0], "rps_min": rps[1], "rps_max": rps[2],
-            "p50_us": statistics.median(r["load"]["latency_us"]["p50"] for r in ok),
-            "p99_us": statistics.median(r["load"]["latency_us"]["p99"] for r in ok),
-            "cpu_percent": statistics.median(cpu) if cpu else None,
-            "rss_mib": round(statistics.median(r["server"]["rss_load"] for r in ok) / (1 << 20), 1),
-            "kib_per_connection": statistics.median(r["server"]["kib_per_connection"] for r in ok),
-            "errors": sum(sum(r["load"]["errors"].get(k, 0) for k in LOST_KINDS) for r in ok),
-            "load_cpu_percent": statistics.median(r["load"].get("generator_cpu_percent", 0.0) for r in ok),
-        }
-        unkept = [r["load"]["rate"] for r in ok if r["load"].get("rate") and not r["load"]["rate"]["kept"]]
-        if unkept:  # open loop: the server (or generator) fell behind; latencies show by how much
-            note = (f"target rate not kept in {len(unkept)} run(s): "
-                    f"{statistics.median(u['achieved'] for u in unkept):,.0f} of "
-                    f"{unkept[0]['target']:,.0f} req/s")
-            row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
-        rows.append(row)
-    return rows

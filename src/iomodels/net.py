@@ -7,10 +7,12 @@ import errno
 import resource
 import socket
 
-__all__ = ["ListenError", "Waker", "close_quietly", "input_waiting", "make_listener", "raise_fd_limit",
-           "shutdown_quietly"]
+__all__ = ["SHORTAGE_ERRNOS", "ListenError", "Waker", "close_quietly", "input_waiting", "make_listener",
+           "raise_fd_limit", "shutdown_quietly"]
 
 DEFAULT_BACKLOG = 4096
+# accept() errors that mean "out of file descriptors or memory for now", not a broken listener
+SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class ListenError(Exception):

@@ -8,8 +8,12 @@ service may keep per-connection state, such as a partial line).
 A :class:`Session` wraps one service for one connection and holds everything an
 IO model would otherwise have to write again: the queue of output not yet sent,
 the high/low water marks that tell a model when to stop reading from a client
-that does not read its replies (and when to start again), and the half-close
-rule (after the client's EOF, send what is pending, then close).
+that does not read its replies (and when to start again), and the connection's
+lifecycle: the half-close rule (after the client's EOF, send what is pending,
+then close) and the stop rule (after the server's stop, send what is pending,
+then close, or linger if the client is still sending). A model asks
+:meth:`Session.next_action` what to do and does it; it keeps no booleans of
+its own about how a connection ends.
 
 Models only move bytes: ``receive_data`` what they read, send what
 ``data_to_send``/``take_data`` give them, report ``sent``. Nothing here touches
@@ -18,6 +22,7 @@ a socket, so it is tested in memory (``tests/test_service.py``), as h11 is.
 
 from __future__ import annotations
 
+import enum
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +32,8 @@ __all__ = [
     "SERVICES",
     "EchoService",
     "Limits",
+    "Next",
+    "Phase",
     "Service",
     "ServiceFactory",
     "ServiceLoadError",
@@ -101,8 +108,31 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+class Phase(enum.Enum):
+    """Where a connection is in its life (see :meth:`Session.next_action`)."""
+
+    OPEN = "open"  # serving: input is answered
+    CLOSING = "closing"  # the client's EOF came: send what is pending, then close
+    STOPPING = "stopping"  # the server stopped: send what is pending, input is dropped
+    LINGERING = "lingering"  # writing is shut down; input is dropped until the client's EOF
+    CLOSED = "closed"  # nothing more to do: close
+
+
+class Next(enum.Enum):
+    """What a model does next with a connection, as :meth:`Session.next_action` says."""
+
+    SERVE = "serve"  # carry on: read if ``wants_input``, send what is pending
+    CLOSE = "close"  # close the socket now
+    SHUT_WRITE = "shut_write"  # shut down writing now, then read and drop input until the client's EOF
+    WAIT_EOF = "wait_eof"  # writing is shut: read and drop input until the client's EOF
+
+
+def _nothing_waiting() -> bool:
+    return False
+
+
 class Session:
-    """One connection's state: a service, the output queue, backpressure and EOF.
+    """One connection's state: a service, the output queue, backpressure and the lifecycle.
 
     Typical use by a readiness loop::
 
@@ -110,13 +140,27 @@ class Session:
         view = session.data_to_send()       # send(view) -> n
         session.sent(n)
         if session.reading_paused: ...      # stop watching for reads
-        if session.finished: ...            # close the connection
+        session.next_action(peek)           # SERVE, CLOSE, SHUT_WRITE or WAIT_EOF
 
     Models whose transport buffers by itself (blocking ``sendall``, asyncio
     transports) use ``take_data()`` instead of ``data_to_send``/``sent``.
+
+    The lifecycle, in one place for every model::
+
+        OPEN --client EOF--> CLOSING --all sent--> CLOSED
+        OPEN --stop()------> STOPPING --all sent, client quiet--> CLOSED
+                             STOPPING --all sent, client still sending--> LINGERING
+                             LINGERING --client EOF--> CLOSED
+
+    Why linger: a close with unread input makes the kernel send RST, and an RST
+    can destroy replies the client has not read yet. So a connection stopped by
+    the server whose client is still sending shuts down writing after its last
+    reply and reads (and drops) input until the client's EOF; an idle one is
+    closed at once, so a client that ignores EOF cannot hold the server.
     """
 
-    __slots__ = ("_chunks", "_eof", "_high", "_low", "_offset", "_paused", "_pending", "_service")
+    __slots__ = ("_chunks", "_dropped", "_high", "_low", "_offset", "_paused", "_peer_eof", "_pending",
+                 "_service", "phase")
 
     def __init__(self, service: Service, limits: Limits = DEFAULT_LIMITS) -> None:
         self._service = service
@@ -126,13 +170,19 @@ class Session:
         self._offset = 0  # bytes of _chunks[0] already sent
         self._pending = 0
         self._paused = False
-        self._eof = False
+        self.phase = Phase.OPEN
+        self._peer_eof = False  # the client's EOF came after the stop
+        self._dropped = 0  # input bytes that came after the stop (not served)
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the client; the service's reply is queued."""
-        if self._eof:
-            raise RuntimeError("data received after EOF")
+        """Feed bytes read from the client; the service's reply is queued.
+
+        After the server's stop, input is dropped (and remembered: the client
+        is still sending, so the connection will linger)."""
+        if self.phase is not Phase.OPEN:
+            self.discard_input(len(data))
+            return
         out = self._service.on_data(data)
         if out:
             self._chunks.append(out)
@@ -140,12 +190,30 @@ class Session:
             if self._pending > self._high:
                 self._paused = True
 
+    def discard_input(self, n: int) -> None:
+        """``n`` bytes came after the stop and were dropped unread (models that can skip the copy)."""
+        if self.phase in (Phase.CLOSING, Phase.CLOSED):
+            raise RuntimeError("data received after EOF")
+        self._dropped += n
+
     def receive_eof(self) -> None:
-        """The client half-closed (or the model stops reading for good)."""
-        if self._eof:
-            return
-        self._eof = True
-        out = self._service.on_eof()
+        """The client half-closed (or reading failed for good)."""
+        phase = self.phase
+        if phase is Phase.OPEN:
+            self.phase = Phase.CLOSING
+            self._queue(self._service.on_eof())
+        elif phase is Phase.STOPPING:
+            self._peer_eof = True
+        elif phase is Phase.LINGERING:
+            self.phase = Phase.CLOSED
+
+    def stop(self) -> None:
+        """The server stops: serve no more input; the service's last words are queued."""
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.STOPPING
+            self._queue(self._service.on_eof())
+
+    def _queue(self, out: bytes) -> None:
         if out:
             self._chunks.append(out)
             self._pending += len(out)
@@ -192,6 +260,36 @@ class Session:
         self._paused = False
         return out
 
+    # -- the lifecycle -------------------------------------------------------
+    def next_action(self, input_waiting: Callable[[], bool] = _nothing_waiting) -> Next:
+        """What the model does next; call it after any IO on a connection that is not OPEN.
+
+        ``input_waiting()`` answers "has the client sent bytes we have not read?"
+        (a ``MSG_PEEK``); it is asked only when a stopped connection has sent
+        its last reply and no input has been dropped yet. A model whose own
+        transport still holds output (io_uring sends in flight) asks only once
+        that output is out.
+        """
+        phase = self.phase
+        if phase is Phase.OPEN:
+            return Next.SERVE
+        if phase is Phase.CLOSING:
+            if self._pending:
+                return Next.SERVE
+            self.phase = Phase.CLOSED
+            return Next.CLOSE
+        if phase is Phase.STOPPING:
+            if self._pending:
+                return Next.SERVE
+            if not self._peer_eof and (self._dropped or input_waiting()):
+                self.phase = Phase.LINGERING
+                return Next.SHUT_WRITE
+            self.phase = Phase.CLOSED
+            return Next.CLOSE
+        if phase is Phase.LINGERING:
+            return Next.WAIT_EOF
+        return Next.CLOSE
+
     # -- state ---------------------------------------------------------------
     @property
     def pending(self) -> int:
@@ -204,13 +302,27 @@ class Session:
         return self._paused
 
     @property
+    def wants_input(self) -> bool:
+        """Should the model read from the client now? (Also after the stop: to drop, not serve.)"""
+        phase = self.phase
+        if phase is Phase.OPEN:
+            return not self._paused
+        return phase is Phase.STOPPING or phase is Phase.LINGERING
+
+    @property
     def eof_received(self) -> bool:
-        return self._eof
+        """No more input will be served (the client's EOF, or the server's stop)."""
+        return self.phase is not Phase.OPEN
+
+    @property
+    def dropped(self) -> int:
+        """Input bytes that came after the stop and were not served."""
+        return self._dropped
 
     @property
     def finished(self) -> bool:
-        """EOF seen and everything sent: the model should close now."""
-        return self._eof and not self._pending
+        """Nothing left to send and no reason to wait: the model should close now."""
+        return self.phase is Phase.CLOSED or (self.phase is Phase.CLOSING and not self._pending)
 
 
 class ServiceLoadError(Exception):

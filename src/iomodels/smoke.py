@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .loadgen import LoadError, Workload, run_load
 from .models import probe
-from .procs import ServerProcess, ServerStartError
+from .models.serving import ServerProcess, ServerStartError
 
 __all__ = ["run_smoke"]
 

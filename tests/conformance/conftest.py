@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from iomodels.models import REGISTRY, probe
-from iomodels.procs import ServerProcess
+from iomodels.models.serving import ServerProcess
 
 # every registered model as it comes, plus the variants its options make
 VARIANTS: dict[str, tuple[str, list[str]]] = {name: (name, []) for name in REGISTRY}

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from iomodels.models import REGISTRY
-from iomodels.procs import ServerProcess
+from iomodels.models.serving import ServerProcess
 
 from .clients import (
     connect,

@@ -5,8 +5,9 @@ engine (:mod:`.aio_engine` or :mod:`.thread_engine`), tallies merged with
 HdrHistogram (:mod:`.tally`), one result out (:mod:`.runner`).
 """
 
-from .runner import LoadError, run_load
+from .runner import LOST_KINDS, LoadError, Progress, run_load
 from .tally import Tally
-from .workload import Workload
+from .workload import Workload, parse_size, parse_target
 
-__all__ = ["LoadError", "Tally", "Workload", "run_load"]
+__all__ = ["LOST_KINDS", "LoadError", "Progress", "Tally", "Workload", "parse_size", "parse_target",
+           "run_load"]

@@ -1,7 +1,14 @@
 """The registry of IO models: name -> class, imported only when asked for.
 
-Adding a model is one module under ``iomodels/models/`` and one line in
-``REGISTRY``; the conformance suite (``tests/conformance``) then covers it.
+Adding a model is one module in its family's package (named as the model) and
+one line in ``REGISTRY``; the conformance suite (``tests/conformance``) then
+covers it. The families::
+
+    blocking/    a blocking handler per connection; dispatch: inline, thread, pool, greenlet
+    readiness/   one event loop over non-blocking sockets; wait: busy-poll, select, poll, epoll, SIGIO
+    aio/         one asyncio Protocol; loop: asyncio, uvloop   (family name "asyncio")
+    io_uring.py  completion-based IO (family "completion")
+    prefork.py   worker processes running an inner model (family "process")
 """
 
 from __future__ import annotations
@@ -14,20 +21,21 @@ from .base import Model, ServeOptions, ServerStats
 __all__ = ["REGISTRY", "Model", "ModelInfo", "ServeOptions", "ServerStats", "UnknownModel",
            "describe", "load_model", "probe"]
 
+# name -> "module:Class"; each module is named as its model, inside its family's package
 REGISTRY: dict[str, str] = {
-    "blocking": "iomodels.models.blocking:BlockingModel",
-    "threads": "iomodels.models.threads:ThreadsModel",
-    "threadpool": "iomodels.models.threadpool:ThreadPoolModel",
+    "blocking": "iomodels.models.blocking.blocking:BlockingModel",
+    "threads": "iomodels.models.blocking.threads:ThreadsModel",
+    "threadpool": "iomodels.models.blocking.threadpool:ThreadPoolModel",
     "prefork": "iomodels.models.prefork:PreforkModel",
-    "nonblocking": "iomodels.models.nonblocking:NonblockingModel",
-    "select": "iomodels.models.selectloop:SelectModel",
-    "poll": "iomodels.models.pollloop:PollModel",
-    "epoll": "iomodels.models.epollloop:EpollModel",
-    "sigio": "iomodels.models.sigio:SigioModel",
-    "io_uring": "iomodels.models.uring:UringModel",
-    "asyncio": "iomodels.models.asyncio_loop:AsyncioModel",
-    "uvloop": "iomodels.models.uvloop_loop:UvloopModel",
-    "gevent": "iomodels.models.greenlets:GeventModel",
+    "nonblocking": "iomodels.models.readiness.nonblocking:NonblockingModel",
+    "select": "iomodels.models.readiness.select:SelectModel",
+    "poll": "iomodels.models.readiness.poll:PollModel",
+    "epoll": "iomodels.models.readiness.epoll:EpollModel",
+    "sigio": "iomodels.models.readiness.sigio:SigioModel",
+    "io_uring": "iomodels.models.io_uring:UringModel",
+    "asyncio": "iomodels.models.aio.asyncio:AsyncioModel",
+    "uvloop": "iomodels.models.aio.uvloop:UvloopModel",
+    "gevent": "iomodels.models.blocking.gevent:GeventModel",
 }
 
 

@@ -18,33 +18,55 @@ import importlib.util
 import socket
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..net import Waker
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
-__all__ = ["LoopModel", "Model", "ServeOptions", "ServerStats", "StatsCounter", "missing_module"]
+__all__ = ["Model", "ServeOptions", "ServerStats", "StatsCounter", "WakeableModel", "missing_module",
+           "model_options"]
 
 READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
 
 
+def _model_option(default: Any, help: str) -> Any:
+    """A field of :class:`ServeOptions` that only some models read (they list it in ``accepts``)."""
+    return field(default=default, metadata={"model_option": True, "help": help})
+
+
 @dataclass(frozen=True)
 class ServeOptions:
-    """How to serve: the service and the knobs that some models read.
+    """How to serve: the service, its limits, and the knobs that some models read.
 
-    Options a model does not use are ignored by it; ``iomodels serve`` only
-    offers them where they mean something.
+    Every field is typed. The fields made with ``_model_option`` mean something
+    to some models only: each model names the ones it reads in
+    :attr:`Model.accepts`, and ``iomodels serve`` refuses such an option for a
+    model that does not accept it (the check is built from those declarations).
     """
 
     service: ServiceFactory = UpperService
     limits: Limits = DEFAULT_LIMITS
     read_size: int = READ_SIZE
-    workers: int | None = None  # pool / process models: None = the model's default
-    extra: dict[str, Any] = field(default_factory=dict)  # model-specific settings
+    grace: float = 5.0  # seconds a stop may take before abort (prefork passes it to its workers)
+    workers: int | None = _model_option(None, "threads (threadpool) or processes (prefork)")
+    inner: str | None = _model_option(None, "the model each prefork worker runs")
+    reuse_port: bool = _model_option(False, "a SO_REUSEPORT listener per prefork worker")
+    edge: bool = _model_option(False, "edge-triggered epoll")
+    poll_interval: float = _model_option(0.0, "sleep between busy-poll sweeps")
 
     def new_session(self) -> Session:
         return Session(self.service(), self.limits)
+
+    def given_model_options(self) -> dict[str, object]:
+        """The model-specific options set to something other than their default."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.metadata.get("model_option") and getattr(self, f.name) != f.default}
+
+
+def model_options() -> tuple[str, ...]:
+    """Names of the :class:`ServeOptions` fields that only some models read."""
+    return tuple(f.name for f in fields(ServeOptions) if f.metadata.get("model_option"))
 
 
 @dataclass(frozen=True)
@@ -100,8 +122,9 @@ class Model(ABC):
     """One IO model serving the service. Subclasses set the class attributes."""
 
     name: ClassVar[str]
-    family: ClassVar[str]  # blocking | readiness | completion | asyncio
+    family: ClassVar[str]  # blocking | process | readiness | completion | asyncio
     summary: ClassVar[str]  # one line for `iomodels models`
+    accepts: ClassVar[frozenset[str]] = frozenset()  # model options (ServeOptions fields) it reads
 
     @classmethod
     def probe(cls) -> str | None:
@@ -125,8 +148,8 @@ class Model(ABC):
         """Close every connection now (after ``stop``, when the grace period ran out)."""
 
 
-class LoopModel(Model):
-    """A model whose single loop watches a :class:`Waker`: stop/abort set a flag and poke it.
+class WakeableModel(Model):
+    """A model whose one loop watches a :class:`Waker`: ``stop``/``abort`` set a flag and poke it.
 
     The loop must watch ``self._waker.reader`` and, once it does, poke it once
     itself: a ``stop()`` that came before the loop watched the waker is then

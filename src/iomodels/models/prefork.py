@@ -37,6 +37,7 @@ from typing import Any
 
 from ..net import make_listener
 from .base import Model, ServerStats
+from .serving import serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class PreforkModel(Model):
     name = "prefork"
     family = "process"
     summary = "N pre-forked worker processes, each running an inner model"
+    accepts = frozenset({"workers", "inner", "reuse_port"})
 
     @classmethod
     def probe(cls) -> str | None:
@@ -64,9 +66,7 @@ class PreforkModel(Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = self.options.workers or os.cpu_count() or 1
-        self.inner = self.options.extra.get("inner") or default_inner()
-        self.reuse_port = bool(self.options.extra.get("reuse_port", False))
-        self.grace = float(self.options.extra.get("grace", 5.0))
+        self.inner = self.options.inner or default_inner()
         self._children: dict[int, tuple[int, int]] = {}  # pid -> (slot, stats pipe read end)
         self._stopping = False
         self._total = ServerStats()
@@ -116,7 +116,6 @@ class PreforkModel(Model):
     def _child(self, slot: int, pipe: int) -> None:
         code = 0
         try:
-            from ..server import serve_until_signalled
             from . import load_model
 
             for signum in (signal.SIGTERM, signal.SIGALRM):
@@ -126,12 +125,13 @@ class PreforkModel(Model):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _die_with_parent()
             listener = self._listener
-            if self.reuse_port and slot > 0:
+            if self.options.reuse_port and slot > 0:
                 host, port = listener.getsockname()[:2]
                 listener.close()
                 listener = make_listener(host, port, reuse_port=True)
             model = load_model(self.inner)(self.options)
-            stats = serve_until_signalled(model, listener, self.grace, stop_signals=(signal.SIGTERM,))
+            stats = serve_until_signalled(model, listener, self.options.grace,
+                                          stop_signals=(signal.SIGTERM,))
             os.write(pipe, json.dumps(stats.as_dict()).encode())
         except BaseException:
             traceback.print_exc()

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from ..results import RunStatus
+
 __all__ = ["CHARTS", "draw_charts"]
 
 # file name -> (summary key, y label, title, y scale)
@@ -36,7 +38,7 @@ def draw_charts(summary: list[dict[str, Any]], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
         for i, (model, rows) in enumerate(models.items()):
             points = sorted((r["connections"], r[key]) for r in rows
-                            if r["status"] == "ok" and r.get(key) is not None)
+                            if r["status"] == RunStatus.OK and r.get(key) is not None)
             if not points:
                 continue
             xs = [p[0] for p in points]

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from ..results import RunStatus
 from .compare_table import COLUMNS, summary_rows
 from .reading import FAMILY_TITLES, readings
 
@@ -38,8 +39,8 @@ def write_html(doc: dict[str, Any], charts: list[Path], out: Path) -> Path:
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
     body = []
-    for row in summary_rows(summary):
-        cls = ' class="failed"' if row[-1].startswith(("failed", "unavailable")) else ""
+    for status, row in summary_rows(summary):
+        cls = "" if status is RunStatus.OK else ' class="failed"'
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>")
     mode = f"open loop at {cfg['rate']:g} req/s" if cfg.get("rate") else "closed loop"
     facts = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..results import RunStatus
+
 __all__ = ["FAMILY_TITLES", "readings"]
 
 FAMILY_TITLES = {
@@ -26,7 +28,7 @@ def readings(summary: list[dict[str, Any]], load_cores: int = 1) -> dict[str, st
     """
     more = ("rerun with --procs to check" if load_cores > 1 else
             "with a single core for the load on this machine, more load processes would not help")
-    ok = [r for r in summary if r["status"] == "ok"]
+    ok = [r for r in summary if r["status"] == RunStatus.OK]
     top = max((r["rps_median"] for r in ok), default=0.0)
     leader = next((r for r in ok if r["rps_median"] == top), None)
     out: dict[str, str] = {}
@@ -36,7 +38,7 @@ def readings(summary: list[dict[str, Any]], load_cores: int = 1) -> dict[str, st
             continue
         sentences = []
         peak = max((r["connections"] for r in rows), default=0)
-        at_peak = sorted((r for r in rows if r["connections"] == peak and r["status"] == "ok"),
+        at_peak = sorted((r for r in rows if r["connections"] == peak and r["status"] == RunStatus.OK),
                          key=lambda r: -r["rps_median"])
         if at_peak:
             best = at_peak[0]
@@ -54,7 +56,7 @@ def readings(summary: list[dict[str, Any]], load_cores: int = 1) -> dict[str, st
                 sentences.append(f"Against the fastest run overall ({leader['model']} at "
                                  f"{leader['connections']} connections), the family's best is "
                                  f"{best['rps_median'] / top:.2f}x.")
-        failed = [r for r in rows if r["status"] != "ok"]
+        failed = [r for r in rows if r["status"] != RunStatus.OK]
         for r in failed:
             sentences.append(f"{r['model']} at {r['connections']} connections: {r['status']} "
                              f"({r['reason']}).")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..results import SCHEMA, summarize
 from .charts import draw_charts
 from .compare_table import summary_table
 from .html import write_html
@@ -20,8 +21,6 @@ class ReportError(Exception):
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    from ..compare import SCHEMA, summarize
-
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:

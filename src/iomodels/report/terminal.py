@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ..loadgen.runner import Progress
+from ..loadgen import Progress
 from . import format_latency
 
 __all__ = ["print_load_result", "progress_printer"]

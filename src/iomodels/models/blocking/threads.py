@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .dispatch import DispatchModel
+from . import DispatchModel
 
 
 class ThreadsModel(DispatchModel):

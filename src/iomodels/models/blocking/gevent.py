@@ -22,8 +22,8 @@ import signal
 import socket
 from typing import Any
 
-from .base import missing_module
-from .dispatch import DispatchModel
+from ..base import missing_module
+from . import DispatchModel
 
 
 class GeventModel(DispatchModel):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dispatch import DispatchModel
+from . import DispatchModel
 
 
 class BlockingModel(DispatchModel):

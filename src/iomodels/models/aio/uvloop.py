@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import missing_module
-from .protocol import ProtocolModel
+from ..base import missing_module
+from . import ProtocolModel
 
 
 class UvloopModel(ProtocolModel):

@@ -6,7 +6,18 @@ data, then copying it). The models differ only in *who* runs the handler for
 each accepted connection, the :meth:`DispatchModel.dispatch` step: inline in
 the accepting thread (``blocking``), a new thread (``threads``), a pool thread
 (``threadpool``), or a greenlet on gevent's hub (``gevent``). The handler
-never knows which, as in ``socketserver``'s mix-ins, but by composition.
+never knows which, as in ``socketserver``: a model is a subclass of
+:class:`DispatchModel` that overrides a few hooks (single inheritance, no
+mix-ins whose order matters).
+
+The hooks a model overrides:
+
+* ``dispatch(conn)`` (required): arrange for ``self.handle(conn)`` to run;
+* ``wait_for_handlers()``: after the accept loop ends, wait for every handler;
+* ``wrap_listener(listener)``: the socket to accept on (gevent's cooperative one);
+* ``shutdown(sock, how)`` / ``input_waiting(sock)``: the two socket calls that
+  differ for gevent's sockets;
+* ``sleep``: how to wait out a shortage of file descriptors.
 
 Stopping relies on two Linux facts, so no loop ever wakes up just to check a
 flag: ``shutdown()`` on a listening socket makes a blocked ``accept()`` fail
@@ -24,8 +35,9 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from ..net import close_quietly, input_waiting, shutdown_quietly
-from .base import Model, ServerStats
+from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ...service import Next, Phase
+from ..base import Model, ServerStats
 
 __all__ = ["DispatchModel", "serve_connection"]
 
@@ -33,7 +45,6 @@ log = logging.getLogger(__name__)
 
 # accept() errors that concern one connection or a passing shortage, not the listener
 _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
-_SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def serve_connection(model: DispatchModel, conn: Any) -> None:
@@ -45,10 +56,9 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     blocking model's backpressure.
 
     Stopping: a handler blocked in ``recv`` is in ``model.idle`` and is woken
-    by ``stop()`` with ``shutdown(SHUT_RD)``; a busy one sees ``model.stopping``
-    after its reply is out. If the client is still sending then, the handler
-    lingers (shuts down writing, drops input until the client's EOF) rather
-    than closing with unread input, which would reset the connection.
+    by ``stop()`` with ``shutdown(SHUT_RD)`` (its recv returns EOF); a busy one
+    sees ``model.stopping`` after its reply is out and stops its session, which
+    then says whether to close or to linger (the rule is the session's).
     """
     session = model.options.new_session()
     read_size = model.options.read_size
@@ -56,22 +66,18 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     sendall = conn.sendall
     idle = model.idle
     bytes_in = bytes_out = 0
-    error = linger = False
+    error = False
     try:
         while True:
             idle.add(conn)
             if model.stopping:
                 idle.discard(conn)
-                linger = model.input_waiting(conn)
+                session.stop()
                 break
             data = recv(read_size)
             idle.discard(conn)
             if not data:
                 session.receive_eof()
-                out = session.take_data()
-                if out:
-                    sendall(out)
-                    bytes_out += len(out)
                 break
             bytes_in += len(data)
             session.receive_data(data)
@@ -79,12 +85,17 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
             if out:
                 sendall(out)
                 bytes_out += len(out)
+        out = session.take_data()  # the service's last words, if any
+        if out:
+            sendall(out)
+            bytes_out += len(out)
+        action = session.next_action(lambda: model.input_waiting(conn))
         shutdown_quietly(conn, socket.SHUT_WR)
-        if linger:
-            while recv(read_size):  # dropped; ends at the client's EOF, or abort()
-                pass
+        if action is Next.SHUT_WRITE:
+            while data := recv(read_size):  # dropped; ends at the client's EOF, or abort()
+                session.discard_input(len(data))
     except OSError:
-        error = not linger
+        error = session.phase is not Phase.LINGERING
     finally:
         idle.discard(conn)
         close_quietly(conn)
@@ -126,7 +137,6 @@ class DispatchModel(Model):
         """True if the client has sent bytes not read yet (never blocks)."""
         return input_waiting(sock)
 
-
     # -- shared ----------------------------------------------------------------------
     def handle(self, conn: Any) -> None:
         try:
@@ -145,7 +155,7 @@ class DispatchModel(Model):
                     break
                 if exc.errno in _TRANSIENT_ACCEPT:
                     continue
-                if exc.errno in _SHORTAGE:
+                if exc.errno in SHORTAGE_ERRNOS:
                     self._shortage(exc)
                     continue
                 raise

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .protocol import ProtocolModel
+from . import ProtocolModel
 
 
 class AsyncioModel(ProtocolModel):

@@ -25,7 +25,7 @@ import queue
 import threading
 from typing import Any
 
-from .dispatch import DispatchModel
+from . import DispatchModel
 
 
 def default_workers() -> int:
@@ -35,6 +35,7 @@ def default_workers() -> int:
 class ThreadPoolModel(DispatchModel):
     name = "threadpool"
     summary = "a fixed pool of threads; extra clients wait in the kernel backlog"
+    accepts = frozenset({"workers"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from .readiness import ReadinessModel, Wait
+from . import ReadinessModel, Wait
 
 
 class BusyWait(Wait):
@@ -28,7 +28,7 @@ class BusyWait(Wait):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.interval = float(self.options.extra.get("poll_interval", 0.0))
+        self.interval = self.options.poll_interval
         self.interest: dict[int, int] = {}
 
     def add(self, fd: int, events: int) -> None:
@@ -48,6 +48,7 @@ class BusyWait(Wait):
 class NonblockingModel(ReadinessModel):
     name = "nonblocking"
     summary = "busy-poll non-blocking sockets; --poll-interval trades CPU for latency"
+    accepts = frozenset({"poll_interval"})
 
     def new_wait(self) -> Wait:
         return BusyWait(self.options)

@@ -3,7 +3,7 @@
 asyncio and uvloop are event loops built on IO multiplexing (epoll): the loop
 waits for readiness on every socket, reads for the protocol, and calls it
 back. The protocol here is written once; the models differ only in the loop
-they run it on (:meth:`ProtocolModel.new_loop`).
+they run it on: a model overrides one hook, :meth:`ProtocolModel.new_loop`.
 
 The protocol is a ``BufferedProtocol``: the loop reads straight into one
 buffer allocated once per server (``get_buffer``), so no read allocates a
@@ -15,18 +15,21 @@ transport calls ``pause_writing`` and we stop reading from that client; at
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from abc import abstractmethod
+
+# names from asyncio, not `import asyncio`: once the submodule aio/asyncio.py is imported, the
+# package's global name `asyncio` is that submodule (a package's attributes are its globals)
+from asyncio import AbstractEventLoop, BufferedProtocol, Event, get_running_loop
 from typing import Any
 
-from ..net import DEFAULT_BACKLOG
-from .base import Model, ServerStats
+from ...net import DEFAULT_BACKLOG
+from ..base import Model, ServerStats
 
 __all__ = ["ProtocolModel", "ServiceProtocol"]
 
 
-class ServiceProtocol(asyncio.BufferedProtocol):
+class ServiceProtocol(BufferedProtocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
     __slots__ = ("bytes_in", "bytes_out", "draining", "model", "session", "transport")
@@ -83,11 +86,22 @@ class ServiceProtocol(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
     def stop(self) -> None:
-        """Serve nothing more. With replies still buffered (the client is busy sending, not
-        reading), a close would leave its input unread and the kernel would reset the
-        connection, destroying replies: so keep reading and dropping input, shut down writing
-        once the replies are out, and close at the client's EOF (or abort after the grace)."""
+        """Serve nothing more: the session's stop rule, on a transport that holds the output.
+
+        This family keeps its own variant of :meth:`Session.next_action`, because the
+        transport, not the session, holds the unsent replies (``take_data`` hands them
+        over) and decides when ``write_eof`` happens; and neither loop lets a protocol
+        peek at the socket. The rule is the same: with replies still buffered (the
+        client is busy sending, not reading), a close would leave input unread and the
+        kernel would reset the connection, destroying replies; so keep reading and
+        dropping input, shut down writing once the replies are out, and close at the
+        client's EOF (or abort after the grace). With nothing buffered, close now."""
         transport = self.transport
+        self.session.stop()
+        out = self.session.take_data()  # the service's last words, if any
+        if out and not transport.is_closing():
+            self.bytes_out += len(out)
+            transport.write(out)
         if transport.is_closing():
             return
         if not transport.get_write_buffer_size():
@@ -115,13 +129,13 @@ class ProtocolModel(Model):
         self.buffer = memoryview(bytearray(self.options.read_size))
         self.protocols: set[ServiceProtocol] = set()
         self.stopping = False
-        self.all_closed: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested: asyncio.Event | None = None
+        self.all_closed: Event | None = None
+        self._loop: AbstractEventLoop | None = None
+        self._stop_requested: Event | None = None
         self._stop_early = False  # stop() came before the loop ran
 
     @abstractmethod
-    def new_loop(self) -> asyncio.AbstractEventLoop:
+    def new_loop(self) -> AbstractEventLoop:
         """A fresh event loop for this server."""
 
     def serve(self, listener: socket.socket) -> ServerStats:
@@ -133,11 +147,11 @@ class ProtocolModel(Model):
         return self.stats.snapshot()
 
     async def _serve(self, listener: socket.socket) -> None:
-        self._stop_requested = asyncio.Event()
+        self._stop_requested = Event()
         if self._stop_early:
             self._stop_requested.set()
-        self.all_closed = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        self.all_closed = Event()
+        loop = get_running_loop()
         server = await loop.create_server(
             lambda: ServiceProtocol(self), sock=listener, backlog=DEFAULT_BACKLOG
         )

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import select
 
-from .readiness import READ, WRITE, ReadinessModel, Wait
+from . import READ, WRITE, ReadinessModel, Wait
 
 
 class EpollWait(Wait):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.epoll = select.epoll()
-        self.edge = bool(self.options.extra.get("edge", False))
+        self.edge = self.options.edge
         self.maxevents = 1024
 
     def add(self, fd: int, events: int) -> None:
@@ -55,6 +55,7 @@ class EpollWait(Wait):
 class EpollModel(ReadinessModel):
     name = "epoll"
     summary = "epoll: O(ready) wakeups; level-triggered, or --edge for edge-triggered"
+    accepts = frozenset({"edge"})
 
     @classmethod
     def probe(cls) -> str | None:

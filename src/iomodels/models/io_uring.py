@@ -41,8 +41,9 @@ import time
 from collections import deque
 from typing import Any
 
-from ..net import close_quietly, input_waiting, shutdown_quietly
-from .base import LoopModel, ServerStats
+from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ..service import Next, Phase, Session
+from .base import ServerStats, WakeableModel
 
 log = logging.getLogger(__name__)
 
@@ -51,31 +52,28 @@ _BUFFER_COUNT = 2048  # the shared pool: 8 MiB, whatever the number of connectio
 _RING_ENTRIES = 1024
 _WAKE = object()  # user_data of the waker's recv
 _ACCEPT = object()  # user_data of the multishot accept
+_OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "dropped", "eof_seen", "error", "fd", "lingering", "paused",
-                 "recv", "sending_bytes", "sending_ops", "session", "shut", "sock", "starved")
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes", "sending_ops",
+                 "session", "sock", "starved")
 
-    def __init__(self, sock: socket.socket, session: Any) -> None:
+    def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
-        self.lingering = False  # stopped by us while open: see _maybe_close
-        self.shut = False  # write side shut down, input dropped until the client's EOF
-        self.dropped = False  # input came after the stop: the client is still sending
-        self.eof_seen = False  # the client's EOF (or an error) came while lingering
-        self.sending_bytes = 0
+        self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.error = False
 
 
-class UringModel(LoopModel):
+class UringModel(WakeableModel):
     name = "io_uring"
     family = "completion"
     summary = "io_uring: multishot accept/recv with a shared buffer pool, batched submits"
@@ -154,11 +152,9 @@ class UringModel(LoopModel):
             self._stopping = True
             self._ring.prepare_cancel(self._accept)
             for conn in tuple(self._conns):
-                if not conn.session.eof_received:
-                    conn.lingering = True
-                    conn.session.receive_eof()
-                    if conn.recv is None and not conn.error:
-                        self._arm_recv(conn)  # keep reading, to drop what the client still sends
+                conn.session.stop()
+                if conn.session.wants_input and conn.recv is None and not conn.error:
+                    self._arm_recv(conn)  # keep reading, to drop what the client still sends
                 self._maybe_close(conn)
         if self._abort_requested:
             for conn in tuple(self._conns):
@@ -176,11 +172,11 @@ class UringModel(LoopModel):
             conn = _Connection(sock, self.options.new_session())
             self._conns.add(conn)
             if self._stopping:
-                conn.session.receive_eof()
+                conn.session.stop()
                 self._maybe_close(conn)
             else:
                 self._arm_recv(conn)
-        elif -res in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+        elif -res in SHORTAGE_ERRNOS:
             log.warning("accept failed (%s): out of file descriptors or memory", os.strerror(-res))
             time.sleep(0.01)  # the re-armed accept would fail again at once: do not spin flat out
         if not c.flags & self._u.IORING_CQE_F_MORE:  # the multishot accept ended
@@ -201,7 +197,7 @@ class UringModel(LoopModel):
         while starved and budget:
             conn = starved.popleft()
             if (conn in self._conns and conn.recv is None and not conn.paused and not conn.error
-                    and not self._stopping and not conn.session.eof_received):
+                    and conn.session.phase is _OPEN):
                 self._arm_recv(conn)
                 budget -= 1
 
@@ -220,12 +216,12 @@ class UringModel(LoopModel):
         conn: _Connection = c.user_data if more else c.take_user_data()
         res = c.res
         session = conn.session
-        if conn.lingering and conn in self._conns:
-            self._on_recv_lingering(conn, res, more, c)
-            return
-        if conn not in self._conns or session.eof_received:
+        if conn not in self._conns:
             if res > 0:
-                c.result.close()  # data after we stopped reading: not served
+                c.result.close()  # a late completion for a finished connection
+            return
+        if session.phase is not _OPEN:
+            self._on_recv_stopped(conn, res, more, c)
             return
         if res > 0:
             conn.starved = False
@@ -247,8 +243,23 @@ class UringModel(LoopModel):
                     self._starved.append(conn)
             elif res < 0 and res != -errno.ECANCELED:
                 conn.error = True  # reset and friends
-            elif not conn.paused and not self._stopping:
+            elif not conn.paused and session.phase is _OPEN:
                 self._arm_recv(conn)  # it drained while the cancel travelled
+        self._maybe_close(conn)
+
+    def _on_recv_stopped(self, conn: _Connection, res: int, more: int, c: Any) -> None:
+        """After the stop (or the client's EOF): input is dropped, the client's EOF ends a linger."""
+        session = conn.session
+        if res > 0:
+            c.result.close()  # not served: the buffer goes straight back to the pool
+            if session.wants_input:
+                session.discard_input(res)
+        if not more:
+            conn.recv = None
+            if res == 0 or (res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED)):
+                session.receive_eof()  # the client's EOF, or it is gone: nothing left to protect
+            elif session.wants_input:
+                self._arm_recv(conn)
         self._maybe_close(conn)
 
     def _send(self, conn: _Connection) -> None:
@@ -273,45 +284,29 @@ class UringModel(LoopModel):
             conn.bytes_out += res
         if conn.paused and conn.sending_bytes <= self.options.limits.low:
             conn.paused = False
-            if conn.recv is None and not conn.error and not self._stopping \
-                    and not conn.session.eof_received:
+            if conn.recv is None and not conn.error and conn.session.phase is _OPEN:
                 self._arm_recv(conn)  # else the cancelled recv's last leg re-arms it
         self._maybe_close(conn)
 
-    def _on_recv_lingering(self, conn: _Connection, res: int, more: int, c: Any) -> None:
-        if res > 0:
-            c.result.close()  # dropped: the stop came before it
-            conn.dropped = True
-        if not more:
-            conn.recv = None
-            if res == 0 or (res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED)):
-                conn.eof_seen = True
-            else:
-                self._arm_recv(conn)
-        self._maybe_close(conn)
-
     def _maybe_close(self, conn: _Connection) -> None:
-        """Close once the last reply is out. A connection stopped by us whose client is still
-        sending lingers instead: a close with unread input makes the kernel send RST, which can
-        destroy replies the client has not read yet. So shut down writing, drop input until the
-        client's EOF (or abort() after the grace period), then close."""
+        """Once no send is in flight, do what the session says: close, or shut down writing and
+        linger (read and drop until the client's EOF) when it was stopped while still sending."""
         if conn.sending_ops:
             return
         if conn.error:
             self._finish(conn)
-        elif conn.lingering:
-            if conn.eof_seen:
-                self._finish(conn)
-            elif not conn.shut:
-                if conn.dropped or input_waiting(conn.sock):
-                    conn.shut = True  # no send in flight: the fd is idle, a plain call is safe
-                    shutdown_quietly(conn.sock, socket.SHUT_WR)
-                    if conn.recv is None:
-                        self._arm_recv(conn)
-                else:
-                    self._finish(conn)
-        elif conn.session.eof_received:
+            return
+        session = conn.session
+        if session.phase is _OPEN:
+            return
+        # no send in flight: the fd is idle, so a plain peek or shutdown is safe
+        action = session.next_action(lambda: input_waiting(conn.sock))
+        if action is Next.CLOSE:
             self._finish(conn)
+        elif action is Next.SHUT_WRITE:
+            shutdown_quietly(conn.sock, socket.SHUT_WR)
+            if conn.recv is None:
+                self._arm_recv(conn)
 
     def _finish(self, conn: _Connection, force: bool = False) -> None:
         if conn not in self._conns:

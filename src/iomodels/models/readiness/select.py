@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import select
 
-from .readiness import READ, WRITE, ReadinessModel, Wait
+from . import READ, WRITE, ReadinessModel, Wait
 
 FD_SETSIZE = 1024  # glibc's fixed size of fd_set
 

@@ -33,7 +33,7 @@ import signal
 import struct
 import threading
 
-from .readiness import ERROR, READ, WRITE, ReadinessModel, Wait
+from . import ERROR, READ, WRITE, ReadinessModel, Wait
 
 SIG = signal.SIGRTMIN  # the real-time signal our sockets raise
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)  # Linux's value where Python lacks the name

@@ -20,30 +20,37 @@ A wait is *level-triggered* (it reports a socket for as long as it is ready:
 one ``recv`` per report is enough, and fair) or *edge-triggered* (it reports
 a change once: the loop must read and write until EAGAIN, and must remember
 a socket it left unread because of backpressure). ``Wait.edge`` says which.
+
+A model is a :class:`ReadinessModel` with one hook, ``new_wait()``; a
+:class:`Wait` overrides ``add``, ``modify``, ``remove`` and ``wait`` (and
+``refuse``/``close`` where it has a limit or holds a resource), as the
+``selectors`` module's selectors do. How a connection ends (half-close,
+stop, linger) is the session's rule (:meth:`Session.next_action`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import select
 import socket
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
-from ..net import close_quietly, input_waiting, shutdown_quietly
-from .base import LoopModel, ServeOptions, ServerStats
+from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ...service import Next, Phase, Session
+from ..base import ServeOptions, ServerStats, WakeableModel
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
 
 log = logging.getLogger(__name__)
 
-READ = select.POLLIN  # == EPOLLIN
-WRITE = select.POLLOUT  # == EPOLLOUT
-ERROR = select.POLLERR | select.POLLHUP  # reported whether asked for or not
+# `from select import ...`, not `import select`: once the submodule readiness/select.py is imported,
+# the package's global name `select` is that submodule (a package's attributes are its globals)
+READ = POLLIN  # == EPOLLIN
+WRITE = POLLOUT  # == EPOLLOUT
+ERROR = POLLERR | POLLHUP  # reported whether asked for or not
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener (level-triggered)
-_SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_OPEN = Phase.OPEN
 
 
 class Wait(ABC):
@@ -79,22 +86,18 @@ class Wait(ABC):
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "dropped", "events", "fd", "lingering", "session", "shut",
-                 "sock")
+    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "session", "sock")
 
-    def __init__(self, sock: socket.socket, session: Any) -> None:
+    def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
         self.bytes_in = 0
         self.bytes_out = 0
         self.events = READ
-        self.lingering = False  # stopped by us, not by the client's EOF
-        self.shut = False  # write side shut down; input is read and dropped until the client's EOF
-        self.dropped = False  # input came after the stop: the client is still sending
 
 
-class ReadinessModel(LoopModel):
+class ReadinessModel(WakeableModel):
     """The loop; a model supplies :meth:`new_wait`."""
 
     family = "readiness"
@@ -153,17 +156,9 @@ class ReadinessModel(LoopModel):
         return self.stats.snapshot()
 
     def _stop_all(self) -> None:
-        """Serve nothing more; close each connection once its replies are out.
-
-        A connection whose client is still sending would be reset by a plain close (unread
-        input makes the kernel send RST, which can destroy replies the client has not read
-        yet), so such a connection lingers: writing is shut down after the last reply and its
-        input is read and dropped until the client's EOF, or until abort() after the grace period.
-        """
+        """Serve nothing more; each session says when its connection closes."""
         for conn in tuple(self._conns.values()):
-            if not conn.session.eof_received:
-                conn.lingering = True
-                conn.session.receive_eof()
+            conn.session.stop()
             self._after_io(conn)
 
     def _accept(self, listener: socket.socket) -> None:
@@ -175,7 +170,7 @@ class ReadinessModel(LoopModel):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in _SHORTAGE:
+                if exc.errno in SHORTAGE_ERRNOS:
                     log.warning("accept failed (%s): out of file descriptors or memory", exc.strerror)
                     time.sleep(0.01)  # level-triggered: the listener stays ready; do not spin flat out
                 return
@@ -202,11 +197,12 @@ class ReadinessModel(LoopModel):
         self.stats.connection_done(0, 0, True)
 
     def _readable(self, conn: _Connection) -> None:
-        if conn.lingering:
-            self._discard(conn)
-            return
         session = conn.session
-        if session.reading_paused or session.eof_received:
+        if session.phase is not _OPEN:
+            if session.wants_input:
+                self._drop_input(conn)
+            return
+        if session.reading_paused:
             return
         recv_into = conn.sock.recv_into
         view = self._view
@@ -258,40 +254,42 @@ class ReadinessModel(LoopModel):
                 break
         return True
 
-    def _discard(self, conn: _Connection) -> None:
-        """Lingering: read and drop input until EAGAIN; the client's EOF (or an error) closes."""
+    def _drop_input(self, conn: _Connection) -> None:
+        """After the stop: read and drop input until EAGAIN (the session counts it), or EOF."""
         recv_into = conn.sock.recv_into
         view = self._view
+        session = conn.session
         while True:
             try:
-                if not recv_into(view):
-                    break
-                conn.dropped = True
+                n = recv_into(view)
             except (BlockingIOError, InterruptedError):
-                self._after_io(conn)
-                return
-            except OSError:
                 break
-        self._close(conn, error=False)
+            except OSError:  # the client is gone: nothing left to protect
+                self._close(conn, error=False)
+                return
+            if not n:
+                session.receive_eof()
+                break
+            session.discard_input(n)
+        self._after_io(conn)
 
     def _after_io(self, conn: _Connection) -> None:
         session = conn.session
-        if session.finished:
-            if conn.shut:
-                return  # lingering: waiting for the client's EOF
-            if conn.lingering and (conn.dropped or input_waiting(conn.sock)):
-                conn.shut = True
+        if session.phase is _OPEN:  # the hot path: watch for input unless paused, output if pending
+            events = 0 if session.reading_paused else READ
+        else:
+            action = session.next_action(lambda: input_waiting(conn.sock))
+            if action is Next.CLOSE:
+                self._close(conn, error=False)
+                return
+            if action is Next.SHUT_WRITE:
                 shutdown_quietly(conn.sock, socket.SHUT_WR)
                 if conn.events != READ:
                     conn.events = READ
                     self._wait.modify(conn.fd, READ)
-                self._discard(conn)  # what is there already raises no edge-triggered event
+                self._drop_input(conn)  # what is there already raises no edge-triggered event
                 return
-            self._close(conn, error=False)
-            return
-        # lingering: keep reading (to drop input) even though the session is past its EOF
-        wants_input = not (session.reading_paused or session.eof_received)
-        events = READ if conn.lingering or wants_input else 0
+            events = READ if session.wants_input else 0
         if session.pending:
             events |= WRITE
         if events != conn.events:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import select
 
-from .readiness import ReadinessModel, Wait
+from . import ReadinessModel, Wait
 
 
 class PollWait(Wait):
