@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 
 import click
 import pytest
@@ -12,6 +11,8 @@ from click.testing import CliRunner
 
 from iomodels.cli import main
 from iomodels.models.serving import ServerProcess
+
+from .helpers.running import run_cli
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -28,11 +29,6 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
-
-
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iomodels", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:

@@ -5,20 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
 
-from iomodels.results import summarize
 from iomodels.report.compare_table import summary_rows
 from iomodels.report.render import ReportError, load_results
+from iomodels.results import summarize
 
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iomodels", *args], capture_output=True, text=True,
-                          timeout=timeout)
+from .helpers.running import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ import json
 import os
 import random
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +17,7 @@ from iomodels.loadgen.workload import MessagePool, parse_size, parse_target
 from iomodels.models.serving import ServerProcess
 
 from .helpers.faulty import DroppingServer
+from .helpers.running import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +151,6 @@ def test_warmup_is_not_counted(server: ServerProcess) -> None:
     w = Workload(port=server.port, connections=5, rate=200.0, duration=1.0, warmup=1.0)
     result = run_load(w)
     assert result["requests"] == pytest.approx(200, rel=0.15)  # one second's worth, not two
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iomodels", *args], capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_a_corrupting_server_is_caught_and_fails_the_run() -> None:

@@ -16,6 +16,7 @@ from iomodels.models import probe
 from iomodels.models.serving import ServerProcess
 
 from .conformance.clients import connect, recv_exactly, roundtrip
+from .helpers.running import start_or_skip, wait_for_workers
 
 
 def test_select_refuses_fds_beyond_fd_setsize_and_keeps_serving() -> None:
@@ -64,11 +65,9 @@ def test_threadpool_serves_at_most_its_size_at_once() -> None:
 def test_prefork_replaces_a_worker_that_dies() -> None:
     with ServerProcess("prefork", args=["--workers", "2", "--inner", "epoll"]) as srv:
         parent = psutil.Process(srv.pid)
-        deadline = time.monotonic() + 10
-        while len(parent.children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        before = {child.pid for child in parent.children()}
+        before = {child.pid for child in wait_for_workers(srv.pid, 2)}
         assert len(before) == 2
+        deadline = time.monotonic() + 10
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         while time.monotonic() < deadline:
@@ -87,11 +86,7 @@ def test_prefork_replaces_a_worker_that_dies() -> None:
 
 def test_prefork_stop_reaps_every_worker() -> None:
     with ServerProcess("prefork", args=["--workers", "3"]) as srv:
-        parent = psutil.Process(srv.pid)
-        deadline = time.monotonic() + 10
-        while len(parent.children()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        children = parent.children()
+        children = wait_for_workers(srv.pid, 3)
         assert srv.stop() == 0
     _, alive = psutil.wait_procs(children, timeout=5)
     assert not alive
@@ -99,10 +94,9 @@ def test_prefork_stop_reaps_every_worker() -> None:
 
 @pytest.mark.skipif(probe("sigio") is not None, reason=f"sigio unavailable: {probe('sigio')}")
 def test_sigio_names_the_ready_fd_and_sweeps_on_queue_overflow() -> None:
-    from iomodels.models.readiness.sigio import SigioWait
-
     from iomodels.models.base import ServeOptions
     from iomodels.models.readiness import READ, WRITE
+    from iomodels.models.readiness.sigio import SigioWait
 
     wait = SigioWait(ServeOptions())
     a, b = socket.socketpair()
@@ -142,11 +136,7 @@ def test_nonblocking_spins_unless_given_an_interval() -> None:
 
 def test_prefork_workers_do_not_outlive_a_killed_parent() -> None:
     srv = ServerProcess("prefork", args=["--workers", "2", "--inner", "epoll"]).start()
-    parent = psutil.Process(srv.pid)
-    deadline = time.monotonic() + 10
-    while len(parent.children()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    children = parent.children()
+    children = wait_for_workers(srv.pid, 2)
     srv.kill()  # SIGKILL: the parent cannot pass anything on
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "workers kept running after their parent was killed"
@@ -164,10 +154,7 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().split()[2].rsplit(":", 1)[1])
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 10
-        while len(parent.children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_workers(proc.pid, 2)
         idle = [connect(port) for _ in range(4)]
         for sock in idle:
             assert roundtrip(sock, b"hi") == b"HI"
@@ -202,7 +189,7 @@ def test_prefork_ctrl_c_to_the_whole_group_still_stops_gracefully() -> None:
 def test_a_stop_while_a_client_floods_loses_no_reply(model: str) -> None:
     """The client is still sending when SIGTERM comes: every reply to what the server read must
     reach it, then a clean EOF; a plain close would reset the connection (unread input)."""
-    srv = ServerProcess(model).start()
+    srv = start_or_skip(model)
     try:
         sock = connect(srv.port)
 

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from iomodels.service import (
     EchoService,
     Limits,
+    Next,
+    Phase,
     ServiceLoadError,
     Session,
     UpperService,
@@ -167,3 +169,109 @@ def test_load_service_by_name_and_by_import_path() -> None:
 def test_bad_service_specs_say_what_is_wrong(spec: str, words: str) -> None:
     with pytest.raises(ServiceLoadError, match=words):
         load_service(spec)
+
+
+# -- the lifecycle: how a connection ends, decided in memory ------------------------------------
+
+def test_client_eof_flushes_then_closes() -> None:
+    session = Session(UpperService())
+    session.receive_data(b"abc")
+    session.receive_eof()
+    assert session.phase is Phase.CLOSING and not session.wants_input
+    assert session.next_action() is Next.SERVE  # the reply is still pending
+    session.sent(len(session.data_to_send()))
+    assert session.next_action() is Next.CLOSE and session.phase is Phase.CLOSED
+
+
+def test_stop_of_an_idle_connection_closes_without_asking_the_socket() -> None:
+    session = Session(UpperService())
+    session.stop()
+    asked = []
+    assert session.next_action(lambda: asked.append(1) or False) is Next.CLOSE
+    assert asked == [1]  # one peek: nothing waiting, so a plain close is safe
+
+
+def test_stop_with_input_waiting_lingers_until_the_clients_eof() -> None:
+    session = Session(UpperService())
+    session.receive_data(b"served")
+    session.stop()
+    assert session.next_action(lambda: True) is Next.SERVE  # the reply to what was read goes first
+    assert session.take_data() == b"SERVED"
+    assert session.next_action(lambda: True) is Next.SHUT_WRITE
+    assert session.phase is Phase.LINGERING and session.wants_input
+    session.receive_data(b"late")  # dropped, not served
+    assert session.pending == 0 and session.dropped == 4
+    assert session.next_action() is Next.WAIT_EOF
+    session.receive_eof()
+    assert session.next_action() is Next.CLOSE and session.finished
+
+
+def test_input_dropped_after_the_stop_means_linger_without_a_peek() -> None:
+    session = Session(UpperService())
+    session.stop()
+    session.receive_data(b"x" * 100)
+    assert session.pending == 0 and session.dropped == 100
+    assert session.next_action(lambda: pytest.fail("no peek needed")) is Next.SHUT_WRITE
+
+
+def test_clients_eof_during_the_stop_closes_once_replies_are_out() -> None:
+    session = Session(UpperService())
+    session.receive_data(b"ab")
+    session.stop()
+    session.receive_eof()  # the client finished sending before our replies were out
+    assert session.next_action(lambda: True) is Next.SERVE
+    session.sent(2)
+    assert session.next_action(lambda: True) is Next.CLOSE  # nothing of the client's is left to drop
+
+
+def test_stop_after_the_clients_eof_keeps_the_half_close_rule() -> None:
+    session = Session(UpperService())
+    session.receive_data(b"ab")
+    session.receive_eof()
+    session.stop()  # no effect: the connection is already closing on the client's terms
+    assert session.phase is Phase.CLOSING
+    session.sent(2)
+    assert session.next_action() is Next.CLOSE
+
+
+def test_stop_queues_the_services_last_words() -> None:
+    class Goodbye:
+        def on_data(self, data: bytes) -> bytes:
+            return data
+
+        def on_eof(self) -> bytes:
+            return b"bye"
+
+    session = Session(Goodbye())
+    session.stop()
+    assert session.take_data() == b"bye"
+    session.stop()  # twice changes nothing
+    assert session.take_data() == b""
+
+
+@given(st.lists(st.sampled_from(["data", "eof", "stop", "send", "peek_yes", "peek_no"]), max_size=30))
+def test_the_lifecycle_always_ends_in_close_and_never_serves_after_stop(steps: list[str]) -> None:
+    """Any order of events: input is served only while OPEN; once the client's EOF came and the
+    replies are out, the answer is CLOSE; a closed session stays closed."""
+    session = Session(UpperService())
+    served = 0
+    for step in steps:
+        open_before = session.phase is Phase.OPEN
+        if step == "data" and session.phase not in (Phase.CLOSING, Phase.CLOSED):
+            session.receive_data(b"ab")
+            served += 2 if open_before else 0
+        elif step == "eof":
+            session.receive_eof()
+        elif step == "stop":
+            session.stop()
+        elif step == "send" and session.pending:
+            session.sent(session.pending)
+        elif step.startswith("peek"):
+            action = session.next_action(lambda s=step: s == "peek_yes")
+            if session.phase is Phase.CLOSED:
+                assert action is Next.CLOSE
+        assert session.pending <= served  # replies exist only for input taken while OPEN
+    session.receive_eof()
+    session.sent(session.pending)
+    assert session.next_action(lambda: True) is Next.CLOSE
+    assert session.next_action() is Next.CLOSE

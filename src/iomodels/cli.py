@@ -252,8 +252,8 @@ def compare_cmd(model_list: str, connections: str, size: int, duration: float, w
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .compare import CompareConfig, run_compare
-    from .results import RunRecord, RunStatus
     from .report.render import render
+    from .results import RunRecord, RunStatus
 
     names = tuple(REGISTRY) if model_list == "all" else tuple(m.strip() for m in model_list.split(","))
     unknown = [m for m in names if m not in REGISTRY]

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from iomodels.models import REGISTRY, probe
+from iomodels.models import REGISTRY
 from iomodels.models.serving import ServerProcess
+
+from ..helpers.running import start_or_skip
 
 # every registered model as it comes, plus the variants its options make
 VARIANTS: dict[str, tuple[str, list[str]]] = {name: (name, []) for name in REGISTRY}
@@ -18,13 +20,6 @@ VARIANTS.update({
     "prefork-threads": ("prefork", ["--workers", "2", "--inner", "threads"]),
     "threadpool-2": ("threadpool", ["--workers", "2"]),
 })
-
-
-def start_or_skip(model: str, args: list[str] | None = None) -> ServerProcess:
-    reason = probe(model)
-    if reason is not None:
-        pytest.skip(f"model {model} is unavailable here: {reason}")
-    return ServerProcess(model, args=args or []).start()
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

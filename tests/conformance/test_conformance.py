@@ -13,6 +13,7 @@ import pytest
 from iomodels.models import REGISTRY
 from iomodels.models.serving import ServerProcess
 
+from ..helpers.running import start_or_skip
 from .clients import (
     connect,
     many_clients,
@@ -22,7 +23,6 @@ from .clients import (
     roundtrip,
     send_in_thread,
 )
-from .conftest import start_or_skip
 
 
 def test_short_message(server: ServerProcess) -> None:
