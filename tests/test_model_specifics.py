@@ -105,11 +105,11 @@ def test_sigio_names_the_ready_fd_and_sweeps_on_queue_overflow() -> None:
         for sock in (a, c):
             wait.add(sock.fileno(), READ)
         b.send(b"x")  # a becomes readable: one queued real-time signal naming a's fd
-        ready = dict(wait.wait())
+        ready = dict(wait.wait(None))
         assert ready.keys() == {a.fileno()} and ready[a.fileno()] & READ
         # what the kernel sends when the RT queue overflows (to this thread: others may not block it)
         signal.pthread_kill(threading.main_thread().ident, signal.SIGIO)
-        swept = dict(wait.wait())
+        swept = dict(wait.wait(None))
         assert swept == {a.fileno(): READ | WRITE, c.fileno(): READ | WRITE}
     finally:
         wait.close()

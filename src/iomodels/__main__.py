@@ -1,3 +1,4 @@
 from iomodels.cli import main
 
-main()
+if __name__ == "__main__":  # a pool process started by forkserver/spawn must not run the CLI again
+    main()

@@ -8,6 +8,7 @@ import sys
 import click
 
 from . import __version__
+from .costs import OFFLOAD_KINDS, RequestCost
 from .models import REGISTRY
 from .models.prefork import INNER_MODELS
 
@@ -54,6 +55,14 @@ def models_cmd() -> None:
               help="Resume reading once unsent bytes drop to this (default high/4).")
 @click.option("--grace", default=5.0, show_default=True, type=click.FloatRange(0),
               help="Seconds given to connections to finish after SIGINT/SIGTERM.")
+@click.option("--latency-ms", type=click.FloatRange(0, 60_000), default=0.0, show_default=True,
+              help="Hold each reply back this long, as if waiting on a backend (others keep being served).")
+@click.option("--cpu-us", type=click.FloatRange(0, 10_000_000), default=0.0, show_default=True,
+              help="Microseconds of real CPU work (pure Python, holds the GIL) per received chunk.")
+@click.option("--offload", type=click.Choice(OFFLOAD_KINDS), default="none", show_default=True,
+              help="Run the CPU work in a thread or process pool; the reply comes back by done-callback.")
+@click.option("--pool-workers", type=click.IntRange(1, 256), default=None,
+              help="Size of the --offload pool (default: threads min(32, cpus+4), processes cpus).")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="threadpool: threads (default min(32, cpus+4)); prefork: processes (default cpus).")
 @click.option("--inner", type=click.Choice(INNER_MODELS), default=None,
@@ -64,7 +73,8 @@ def models_cmd() -> None:
               help="nonblocking: seconds to sleep between sweeps (default 0: pure busy loop).")
 @click.pass_context
 def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str, high_water: int,
-              low_water: int | None, grace: float, **model_options: object) -> None:
+              low_water: int | None, grace: float, latency_ms: float, cpu_us: float, offload: str,
+              pool_workers: int | None, **model_options: object) -> None:
     """Serve the upper-case echo service (or SERVICE) under one IO model.
 
     Prints 'listening on HOST:PORT model=M' when ready. SIGINT/SIGTERM stop it
@@ -81,10 +91,17 @@ def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str
         if low > high_water:
             raise click.BadParameter(f"{low} is above --high-water {high_water}",
                                      param_hint="--low-water")
+        if offload != "none" and not cpu_us:
+            raise click.BadParameter("moves the CPU work to a pool: give --cpu-us too",
+                                     param_hint="--offload")
+        if pool_workers is not None and offload == "none":
+            raise click.BadParameter("sizes the --offload pool: give --offload thread or process",
+                                     param_hint="--pool-workers")
+        cost = RequestCost(latency_ms, cpu_us, offload, pool_workers)
         given = {name: value for name, value in model_options.items()
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
         _check_model_options(model, given)
-        options = ServeOptions(service=factory, limits=Limits(high_water, low), grace=grace,
+        options = ServeOptions(service=factory, limits=Limits(high_water, low), grace=grace, cost=cost,
                                **given)  # type: ignore[arg-type]
         run_server(model, host, port, options)
         # served and reported: a late signal must not turn a clean exit into "killed by SIGTERM"

@@ -24,9 +24,15 @@ from __future__ import annotations
 
 import enum
 import importlib
+import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .costs import Work
 
 __all__ = [
     "SERVICES",
@@ -159,11 +165,18 @@ class Session:
     closed at once, so a client that ignores EOF cannot hold the server.
     """
 
-    __slots__ = ("_chunks", "_dropped", "_high", "_low", "_offset", "_paused", "_peer_eof", "_pending",
-                 "_service", "phase")
+    __slots__ = ("_chunks", "_dropped", "_eof_deferred", "_high", "_jobs", "_low", "_offset", "_paused",
+                 "_peer_eof", "_pending", "_queued_in", "_service", "_work", "on_ready", "phase")
 
-    def __init__(self, service: Service, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, service: Service, limits: Limits = DEFAULT_LIMITS, work: Work | None = None) -> None:
         self._service = service
+        self._work = work  # None: replies are made at once (the fast path)
+        self._jobs: deque[_Job] = deque()  # received chunks whose reply is not released yet
+        self._queued_in = 0  # bytes held in _jobs (they count towards the water marks)
+        self._eof_deferred = False  # on_eof() waits for the jobs before it
+        # called (from any thread) when a job's pool work completes; the model sets it to wake
+        # its loop, and then calls release() from the serving thread
+        self.on_ready: Callable[[], None] | None = None
         self._high = limits.high
         self._low = limits.low
         self._chunks: list[bytes] = []
@@ -183,6 +196,9 @@ class Session:
         if self.phase is not Phase.OPEN:
             self.discard_input(len(data))
             return
+        if self._work is not None:
+            self._defer(data)
+            return
         out = self._service.on_data(data)
         if out:
             self._chunks.append(out)
@@ -201,7 +217,7 @@ class Session:
         phase = self.phase
         if phase is Phase.OPEN:
             self.phase = Phase.CLOSING
-            self._queue(self._service.on_eof())
+            self._end_of_input()
         elif phase is Phase.STOPPING:
             self._peer_eof = True
         elif phase is Phase.LINGERING:
@@ -211,12 +227,104 @@ class Session:
         """The server stops: serve no more input; the service's last words are queued."""
         if self.phase is Phase.OPEN:
             self.phase = Phase.STOPPING
+            self._end_of_input()
+
+    def _end_of_input(self) -> None:
+        if self._jobs:  # the service's last words come after the replies still being worked on
+            self._eof_deferred = True
+        else:
             self._queue(self._service.on_eof())
 
     def _queue(self, out: bytes) -> None:
         if out:
             self._chunks.append(out)
             self._pending += len(out)
+
+    # -- deferred replies (a backend wait, CPU work, a pool) -------------------------------
+    def _defer(self, data: bytes) -> None:
+        work = self._work
+        assert work is not None
+        job = _Job(data, time.monotonic() + work.latency)
+        if work.iterations:
+            if work.executor is None:
+                from .costs import burn
+
+                burn(work.iterations)  # in the serving thread: everyone else on it waits
+            else:
+                job.future = future = work.submit()
+                future.add_done_callback(self._job_done)
+        self._jobs.append(job)
+        self._queued_in += len(data)
+        if self._pending + self._queued_in > self._high:
+            self._paused = True
+        if job.future is None and not work.latency:
+            self.release()
+
+    def _job_done(self, future: Future[tuple[int, int, int]]) -> None:
+        work = self._work
+        if work is not None:
+            work.record(future)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def release(self, now: float | None = None) -> bool:
+        """Queue the replies of the jobs that are ready, in order; True if any was.
+
+        A job is ready once its wait is over (``now`` >= its due time) and its
+        pool work, if any, is done; a job waits for the ones before it."""
+        jobs = self._jobs
+        if not jobs:
+            return False
+        if now is None:
+            now = time.monotonic()
+        released = False
+        service = self._service
+        while jobs:
+            job = jobs[0]
+            if job.due > now or (job.future is not None and not job.future.done()):
+                break
+            jobs.popleft()
+            self._queued_in -= len(job.data)
+            released = True
+            self._queue(service.on_data(job.data))
+        if not jobs and self._eof_deferred:
+            self._eof_deferred = False
+            self._queue(service.on_eof())
+        if released:
+            self._update_paused()
+        return released
+
+    @property
+    def waiting(self) -> bool:
+        """Replies are held back (a backend wait or pool work not over yet)."""
+        return bool(self._jobs)
+
+    @property
+    def next_due(self) -> float | None:
+        """When the first held-back reply is due (``time.monotonic()``), or None if it waits for
+        its pool work (``on_ready`` will say) or nothing is held back."""
+        jobs = self._jobs
+        if not jobs:
+            return None
+        job = jobs[0]
+        if job.future is not None and not job.future.done():
+            return None
+        return job.due
+
+    def pool_future(self) -> Future[tuple[int, int, int]] | None:
+        """The first held-back job's pool work while it is not done (for blocking handlers)."""
+        jobs = self._jobs
+        if jobs and jobs[0].future is not None and not jobs[0].future.done():
+            return jobs[0].future
+        return None
+
+    def _update_paused(self) -> None:
+        held = self._pending + self._queued_in
+        if self._paused:
+            if held <= self._low:
+                self._paused = False
+        elif held > self._high:
+            self._paused = True
 
     # -- output --------------------------------------------------------------
     def data_to_send(self) -> bytes | memoryview:
@@ -242,7 +350,7 @@ class Session:
         while chunks and offset >= len(chunks[0]):
             offset -= len(chunks.pop(0))
         self._offset = offset
-        if self._paused and self._pending <= self._low:
+        if self._paused and self._pending + self._queued_in <= self._low:
             self._paused = False
 
     def take_data(self) -> bytes:
@@ -257,7 +365,7 @@ class Session:
         self._chunks = []
         self._offset = 0
         self._pending = 0
-        self._paused = False
+        self._paused = self._queued_in > self._high
         return out
 
     # -- the lifecycle -------------------------------------------------------
@@ -274,12 +382,12 @@ class Session:
         if phase is Phase.OPEN:
             return Next.SERVE
         if phase is Phase.CLOSING:
-            if self._pending:
+            if self._pending or self._jobs:
                 return Next.SERVE
             self.phase = Phase.CLOSED
             return Next.CLOSE
         if phase is Phase.STOPPING:
-            if self._pending:
+            if self._pending or self._jobs:
                 return Next.SERVE
             if not self._peer_eof and (self._dropped or input_waiting()):
                 self.phase = Phase.LINGERING
@@ -322,7 +430,19 @@ class Session:
     @property
     def finished(self) -> bool:
         """Nothing left to send and no reason to wait: the model should close now."""
-        return self.phase is Phase.CLOSED or (self.phase is Phase.CLOSING and not self._pending)
+        return self.phase is Phase.CLOSED or (
+            self.phase is Phase.CLOSING and not self._pending and not self._jobs)
+
+
+class _Job:
+    """One received chunk whose reply is held back."""
+
+    __slots__ = ("data", "due", "future")
+
+    def __init__(self, data: bytes, due: float) -> None:
+        self.data = data
+        self.due = due
+        self.future: Future[tuple[int, int, int]] | None = None
 
 
 class ServiceLoadError(Exception):

@@ -21,12 +21,14 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from ..costs import RequestCost, Work
 from ..net import Waker
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
 __all__ = ["Model", "ServeOptions", "ServerStats", "StatsCounter", "WakeableModel", "missing_module",
            "model_options"]
 
+NO_COST = RequestCost()
 READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
 
 
@@ -49,14 +51,12 @@ class ServeOptions:
     limits: Limits = DEFAULT_LIMITS
     read_size: int = READ_SIZE
     grace: float = 5.0  # seconds a stop may take before abort (prefork passes it to its workers)
+    cost: RequestCost = NO_COST  # backend wait, CPU work, offload: every model honours it
     workers: int | None = _model_option(None, "threads (threadpool) or processes (prefork)")
     inner: str | None = _model_option(None, "the model each prefork worker runs")
     reuse_port: bool = _model_option(False, "a SO_REUSEPORT listener per prefork worker")
     edge: bool = _model_option(False, "edge-triggered epoll")
     poll_interval: float = _model_option(0.0, "sleep between busy-poll sweeps")
-
-    def new_session(self) -> Session:
-        return Session(self.service(), self.limits)
 
     def given_model_options(self) -> dict[str, object]:
         """The model-specific options set to something other than their default."""
@@ -77,6 +77,8 @@ class ServerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     errors: int = 0  # connections that ended on an error (reset, broken pipe, ...)
+    offloaded: int = 0  # jobs whose CPU work ran in the --offload pool
+    worker_pids: tuple[int, ...] = ()  # the processes that ran that work
 
     def __add__(self, other: ServerStats) -> ServerStats:
         return ServerStats(
@@ -84,10 +86,22 @@ class ServerStats:
             self.bytes_in + other.bytes_in,
             self.bytes_out + other.bytes_out,
             self.errors + other.errors,
+            self.offloaded + other.offloaded,
+            tuple(sorted({*self.worker_pids, *other.worker_pids})),
         )
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form; the offload fields only when something was offloaded."""
+        out: dict[str, object] = asdict(self)
+        if not self.offloaded:
+            del out["offloaded"], out["worker_pids"]
+        else:
+            out["worker_pids"] = list(self.worker_pids)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ServerStats:
+        return cls(**{**data, "worker_pids": tuple(data.get("worker_pids", ()))})  # type: ignore[arg-type]
 
 
 class StatsCounter:
@@ -125,6 +139,8 @@ class Model(ABC):
     family: ClassVar[str]  # blocking | process | readiness | completion | asyncio
     summary: ClassVar[str]  # one line for `iomodels models`
     accepts: ClassVar[frozenset[str]] = frozenset()  # model options (ServeOptions fields) it reads
+    # False for a model that hands connections to other processes (prefork): they do the work
+    owns_connections: ClassVar[bool] = True
 
     @classmethod
     def probe(cls) -> str | None:
@@ -134,6 +150,11 @@ class Model(ABC):
     def __init__(self, options: ServeOptions | None = None) -> None:
         self.options = options or ServeOptions()
         self.stats = StatsCounter()
+        self.work: Work | None = None  # the request cost's calibration and pool, set while serving
+
+    def new_session(self) -> Session:
+        """A session for a new connection, with the service and the request cost."""
+        return Session(self.options.service(), self.options.limits, self.work)
 
     @abstractmethod
     def serve(self, listener: socket.socket) -> ServerStats:

@@ -44,6 +44,7 @@ from typing import Any
 from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
 from ..service import Next, Phase, Session
 from .base import ServerStats, WakeableModel
+from .deferred import Deferred
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class UringModel(WakeableModel):
         super().__init__(*args, **kwargs)
         self._conns: set[_Connection] = set()
         self._starved: deque[_Connection] = deque()  # recvs that found the buffer pool empty
+        self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
 
     # -- the loop --------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> ServerStats:
@@ -117,10 +119,11 @@ class UringModel(WakeableModel):
         self._stopping = False
         kind_recv = uring_api.COMPLETION_KIND_RECV_MULTISHOT
         kind_send = uring_api.COMPLETION_KIND_SEND_ALL
+        deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         try:
             while not (self._stopping and not self._conns and self._listener is None):
                 try:
-                    batch = ring.wait(None) or ()
+                    batch = ring.wait(deferred.timeout() if deferred is not None else None) or ()
                 except InterruptedError:  # a signal handler ran (and may have poked the waker)
                     continue
                 for c in batch:
@@ -138,6 +141,10 @@ class UringModel(WakeableModel):
                         # cancel acknowledgements carry no user data: nothing to do
                 if self._starved:
                     self._rearm_starved()
+                if deferred is not None:
+                    for conn in deferred.take_due():
+                        if conn in self._conns:
+                            self._deliver(conn)
         finally:
             for conn in tuple(self._conns):
                 self._finish(conn, force=True)
@@ -169,8 +176,10 @@ class UringModel(WakeableModel):
             self.stats.connections += 1
             sock = socket.socket(fileno=res)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Connection(sock, self.options.new_session())
+            conn = _Connection(sock, self.new_session())
             self._conns.add(conn)
+            if self._deferred is not None:
+                self._deferred.watch(conn, conn.session)
             if self._stopping:
                 conn.session.stop()
                 self._maybe_close(conn)
@@ -228,6 +237,8 @@ class UringModel(WakeableModel):
             conn.bytes_in += res
             session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
             self._send(conn)
+            if self._deferred is not None and session.waiting:
+                self._deferred.schedule(conn, session)
         if not more:  # this multishot recv is over
             conn.recv = None
             if res == 0:
@@ -264,14 +275,31 @@ class UringModel(WakeableModel):
 
     def _send(self, conn: _Connection) -> None:
         out = conn.session.take_data()
-        if not out:
-            return
-        conn.sending_bytes += len(out)
-        conn.sending_ops += 1
-        self._ring.prepare_send_all(conn.fd, out, 0, conn)
-        if conn.sending_bytes > self.options.limits.high and not conn.paused and conn.recv is not None:
+        if out:
+            conn.sending_bytes += len(out)
+            conn.sending_ops += 1
+            self._ring.prepare_send_all(conn.fd, out, 0, conn)
+        if (conn.sending_bytes > self.options.limits.high or conn.session.reading_paused) \
+                and not conn.paused and conn.recv is not None:
             conn.paused = True
             self._ring.prepare_cancel(conn.recv)  # data already copied is still delivered
+
+    def _deliver(self, conn: _Connection) -> None:
+        """Held-back replies may be ready (a timer expired, pool work done): release and send."""
+        session = conn.session
+        session.release()
+        self._send(conn)
+        self._maybe_resume(conn)
+        if self._deferred is not None and session.waiting:
+            self._deferred.schedule(conn, session)
+        self._maybe_close(conn)
+
+    def _maybe_resume(self, conn: _Connection) -> None:
+        if conn.paused and conn.sending_bytes <= self.options.limits.low \
+                and not conn.session.reading_paused:
+            conn.paused = False
+            if conn.recv is None and not conn.error and conn.session.phase is _OPEN:
+                self._arm_recv(conn)  # else the cancelled recv's last leg re-arms it
 
     def _on_sent(self, c: Any) -> None:
         conn: _Connection = c.take_user_data()
@@ -282,10 +310,7 @@ class UringModel(WakeableModel):
         else:
             conn.sending_bytes -= res
             conn.bytes_out += res
-        if conn.paused and conn.sending_bytes <= self.options.limits.low:
-            conn.paused = False
-            if conn.recv is None and not conn.error and conn.session.phase is _OPEN:
-                self._arm_recv(conn)  # else the cancelled recv's last leg re-arms it
+        self._maybe_resume(conn)
         self._maybe_close(conn)
 
     def _maybe_close(self, conn: _Connection) -> None:
@@ -311,6 +336,8 @@ class UringModel(WakeableModel):
     def _finish(self, conn: _Connection, force: bool = False) -> None:
         if conn not in self._conns:
             return
+        if self._deferred is not None:
+            self._deferred.forget(conn)
         if conn.recv is not None:
             self._stop_reading(conn)
         self._conns.discard(conn)

@@ -56,6 +56,7 @@ class PreforkModel(Model):
     family = "process"
     summary = "N pre-forked worker processes, each running an inner model"
     accepts = frozenset({"workers", "inner", "reuse_port"})
+    owns_connections = False  # each worker runs the request cost (and its own pool)
 
     @classmethod
     def probe(cls) -> str | None:
@@ -95,7 +96,7 @@ class PreforkModel(Model):
         with contextlib.closing(os.fdopen(pipe, "rb")) as f:
             data = f.read()
         if data:
-            self._total = self._total + ServerStats(**json.loads(data))
+            self._total = self._total + ServerStats.from_dict(json.loads(data))
 
     def _spawn(self, slot: int) -> None:
         read_end, write_end = os.pipe()

@@ -25,9 +25,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, TextIO
 
+from ..costs import RequestCost, start_work
 from ..net import make_listener, raise_fd_limit
 from . import load_model, probe
 from .base import Model, ServeOptions, ServerStats
@@ -97,10 +98,17 @@ def serve_until_signalled(
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (*stop_signals, signal.SIGALRM)}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(previous))
+    cost = model.options.cost if model.owns_connections else RequestCost()
     try:
-        if on_ready is not None:
-            on_ready()
-        return model.serve(listener)
+        with start_work(cost) as work:
+            model.work = work
+            if on_ready is not None:
+                on_ready()
+            stats = model.serve(listener)
+            if work is not None and work.offloaded:
+                info = work.stats()
+                stats = replace(stats, offloaded=info["offloaded"], worker_pids=tuple(info["worker_pids"]))
+            return stats
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():

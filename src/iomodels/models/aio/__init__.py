@@ -16,6 +16,7 @@ transport calls ``pause_writing`` and we stop reading from that client; at
 from __future__ import annotations
 
 import socket
+import time
 from abc import abstractmethod
 
 # names from asyncio, not `import asyncio`: once the submodule aio/asyncio.py is imported, the
@@ -36,7 +37,7 @@ class ServiceProtocol(BufferedProtocol):
 
     def __init__(self, model: ProtocolModel) -> None:
         self.model = model
-        self.session = model.options.new_session()
+        self.session = model.new_session()
         self.transport: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -119,6 +120,110 @@ class ServiceProtocol(BufferedProtocol):
             model.all_closed.set()
 
 
+class DeferredProtocol(ServiceProtocol):
+    """The protocol when replies are held back (``--latency-ms``, ``--cpu-us``, ``--offload``).
+
+    A separate class so that the plain echo path above stays as short as it is.
+    A backend wait is a loop timer (``call_later``); pool work comes back
+    through the future's done-callback, which hands over to the loop with
+    ``call_soon_threadsafe`` (what ``run_in_executor`` does inside); either way
+    ``_deliver`` releases the replies that are ready, in order, in the loop's
+    thread. Input held in the session counts towards the water marks: above
+    them this connection's reading pauses, like a full transport's.
+    """
+
+    __slots__ = ("eof_pending", "queue_paused", "stop_pending", "timer", "timer_due", "write_paused")
+
+    def __init__(self, model: ProtocolModel) -> None:
+        super().__init__(model)
+        self.timer: Any = None
+        self.timer_due = 0.0
+        self.queue_paused = False  # reading paused: too much input held in the session
+        self.write_paused = False  # reading paused: the transport's buffer is above its mark
+        self.eof_pending = False  # the client's EOF came while replies were held back
+        self.stop_pending = False  # the server's stop came while replies were held back
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        call_soon_threadsafe = self.model.loop.call_soon_threadsafe
+        deliver = self._deliver
+        self.session.on_ready = lambda: call_soon_threadsafe(deliver)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.draining:
+            return
+        self.bytes_in += nbytes
+        self.session.receive_data(self.model.buffer[:nbytes].tobytes())  # dropped after a stop
+        self._flush()
+
+    def eof_received(self) -> bool:
+        if self.draining:
+            return False
+        session = self.session
+        session.receive_eof()
+        if not session.waiting:
+            self._flush()
+            return False
+        self.eof_pending = True  # keep the transport open until the held-back replies are out
+        self._flush()
+        return True
+
+    def _deliver(self) -> None:
+        self.timer = None
+        if self.transport.is_closing():
+            return
+        self.session.release()
+        self._flush()
+
+    def _flush(self) -> None:
+        session = self.session
+        out = session.take_data()
+        if out:
+            self.bytes_out += len(out)
+            self.transport.write(out)
+        if session.waiting:
+            due = session.next_due
+            if due is not None and (self.timer is None or due < self.timer_due):
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer_due = due
+                self.timer = self.model.loop.call_later(max(0.0, due - time.monotonic()), self._deliver)
+        if session.reading_paused != self.queue_paused and not self.draining:
+            self.queue_paused = session.reading_paused
+            if self.queue_paused:
+                self.transport.pause_reading()
+            elif not self.write_paused:
+                self.transport.resume_reading()
+        if not session.waiting:
+            if self.eof_pending:
+                self.eof_pending = False
+                self.transport.close()  # after what is buffered
+            elif self.stop_pending:
+                self.stop_pending = False
+                super().stop()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.queue_paused:
+            super().resume_writing()
+
+    def stop(self) -> None:
+        if self.session.waiting and not self.transport.is_closing():
+            self.session.stop()  # input is dropped from now on; the held-back replies still go
+            self.stop_pending = True
+            return
+        super().stop()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        super().connection_lost(exc)
+
+
 class ProtocolModel(Model):
     """Serve :class:`ServiceProtocol` on the loop that :meth:`new_loop` makes."""
 
@@ -133,6 +238,12 @@ class ProtocolModel(Model):
         self._loop: AbstractEventLoop | None = None
         self._stop_requested: Event | None = None
         self._stop_early = False  # stop() came before the loop ran
+
+    @property
+    def loop(self) -> AbstractEventLoop:
+        """The running loop (only while serving)."""
+        assert self._loop is not None
+        return self._loop
 
     @abstractmethod
     def new_loop(self) -> AbstractEventLoop:
@@ -152,9 +263,8 @@ class ProtocolModel(Model):
             self._stop_requested.set()
         self.all_closed = Event()
         loop = get_running_loop()
-        server = await loop.create_server(
-            lambda: ServiceProtocol(self), sock=listener, backlog=DEFAULT_BACKLOG
-        )
+        protocol = DeferredProtocol if self.work is not None else ServiceProtocol
+        server = await loop.create_server(lambda: protocol(self), sock=listener, backlog=DEFAULT_BACKLOG)
         await self._stop_requested.wait()
         server.close()
         self.stopping = True

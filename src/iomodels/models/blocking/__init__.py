@@ -17,7 +17,8 @@ The hooks a model overrides:
 * ``wrap_listener(listener)``: the socket to accept on (gevent's cooperative one);
 * ``shutdown(sock, how)`` / ``input_waiting(sock)``: the two socket calls that
   differ for gevent's sockets;
-* ``sleep``: how to wait out a shortage of file descriptors.
+* ``sleep`` / ``wait_future(future)``: how this handler waits for time to pass
+  (a shortage of file descriptors, ``--latency-ms``) or for ``--offload`` pool work.
 
 Stopping relies on two Linux facts, so no loop ever wakes up just to check a
 flag: ``shutdown()`` on a listening socket makes a blocked ``accept()`` fail
@@ -33,10 +34,12 @@ import socket
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
-from ...service import Next, Phase
+from ...service import Next, Phase, Session
 from ..base import Model, ServerStats
 
 __all__ = ["DispatchModel", "serve_connection"]
@@ -60,7 +63,7 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     sees ``model.stopping`` after its reply is out and stops its session, which
     then says whether to close or to linger (the rule is the session's).
     """
-    session = model.options.new_session()
+    session = model.new_session()
     read_size = model.options.read_size
     recv = conn.recv
     sendall = conn.sendall
@@ -81,6 +84,8 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
                 break
             bytes_in += len(data)
             session.receive_data(data)
+            if session.waiting:  # a backend wait or CPU work in a pool: this handler waits for it
+                model.wait_for_replies(session)
             out = session.take_data()
             if out:
                 sendall(out)
@@ -136,6 +141,23 @@ class DispatchModel(Model):
     def input_waiting(self, sock: Any) -> bool:
         """True if the client has sent bytes not read yet (never blocks)."""
         return input_waiting(sock)
+
+    def wait_future(self, future: Future[Any]) -> None:
+        """Block this handler until ``future`` is done (its result is the session's business)."""
+        futures_wait([future])
+
+    def wait_for_replies(self, session: Session) -> None:
+        """Wait out the held-back replies of ``session`` (backend wait, pool work), in order."""
+        while session.waiting:
+            future = session.pool_future()
+            if future is not None:
+                self.wait_future(future)
+            due = session.next_due
+            if due is not None:
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self.sleep(delay)
+            session.release()
 
     # -- shared ----------------------------------------------------------------------
     def handle(self, conn: Any) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from concurrent.futures import Future
 from typing import Any
 
 from ..base import missing_module
@@ -37,6 +38,7 @@ class GeventModel(DispatchModel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         import gevent
+        import gevent.event
         import gevent.pool
         import gevent.socket
 
@@ -88,6 +90,19 @@ class GeventModel(DispatchModel):
             return False
         with twin:
             return super().input_waiting(twin)
+
+    def wait_future(self, future: Future[Any]) -> None:
+        # the future completes on a pool thread: an async watcher (libev's ev_async, safe to
+        # send from any thread) wakes the hub, which then switches back to this greenlet
+        hub = self._gevent.get_hub()
+        watcher = hub.loop.async_()
+        done = self._gevent.event.Event()
+        watcher.start(done.set)
+        try:
+            future.add_done_callback(lambda _: watcher.send())
+            done.wait()
+        finally:
+            watcher.close()
 
     def dispatch(self, conn: Any) -> None:
         self._group.spawn(self.handle, conn)

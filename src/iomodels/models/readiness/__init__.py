@@ -39,6 +39,7 @@ from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
 from ...service import Next, Phase, Session
 from ..base import ServeOptions, ServerStats, WakeableModel
+from ..deferred import Deferred
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
 
@@ -74,8 +75,9 @@ class Wait(ABC):
         """Stop watching ``fd`` (called before it is closed)."""
 
     @abstractmethod
-    def wait(self) -> list[tuple[int, int]]:
-        """Block until something may be ready; return ``(fd, events)`` pairs."""
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Block until something may be ready, or ``timeout`` seconds (None: no limit) have passed;
+        return ``(fd, events)`` pairs (empty after a timeout)."""
 
     def refuse(self, fd: int) -> str | None:
         """Why a new connection on ``fd`` cannot be watched (None: it can)."""
@@ -106,6 +108,7 @@ class ReadinessModel(WakeableModel):
         super().__init__(options)
         self._conns: dict[int, _Connection] = {}
         self._refused_logged = 0.0
+        self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
 
     @abstractmethod
     def new_wait(self) -> Wait:
@@ -122,13 +125,14 @@ class ReadinessModel(WakeableModel):
         wait.add(lfd, READ)
         wait.add(wfd, READ)
         conns = self._conns
+        deferred = self._deferred = Deferred(waker.poke) if self.work is not None else None
         stopping = False
         if self._edge:  # connections queued before we watched the listener raised no event
             self._accept(listener)
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
             while not (stopping and not conns):
-                for fd, events in wait.wait():
+                for fd, events in wait.wait(deferred.timeout() if deferred is not None else None):
                     conn = conns.get(fd)
                     if conn is not None:
                         if events & (READ | ERROR):
@@ -147,6 +151,10 @@ class ReadinessModel(WakeableModel):
                         if self._abort_requested:
                             for conn in tuple(conns.values()):
                                 self._close(conn, error=True)
+                if deferred is not None:
+                    for conn in deferred.take_due():
+                        if conns.get(conn.fd) is conn:
+                            self._deliver(conn)
         finally:
             for conn in tuple(conns.values()):
                 self._close(conn, error=True)
@@ -182,8 +190,10 @@ class ReadinessModel(WakeableModel):
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Connection(sock, self.options.new_session())
+            conn = _Connection(sock, self.new_session())
             self._conns[fd] = conn
+            if self._deferred is not None:
+                self._deferred.watch(conn, conn.session)
             wait.add(fd, READ)
             if self._edge:  # data that came before we watched the socket raised no event
                 self._readable(conn)
@@ -273,8 +283,22 @@ class ReadinessModel(WakeableModel):
             session.discard_input(n)
         self._after_io(conn)
 
+    def _deliver(self, conn: _Connection) -> None:
+        """Held-back replies may be ready (a timer expired, pool work done): release and send."""
+        session = conn.session
+        was_paused = session.reading_paused
+        session.release()
+        if not self._send(conn):
+            return
+        if self._edge and was_paused and not session.reading_paused and session.phase is _OPEN:
+            self._readable(conn)  # its read edge may have come and gone while paused
+        else:
+            self._after_io(conn)
+
     def _after_io(self, conn: _Connection) -> None:
         session = conn.session
+        if self._deferred is not None and session.waiting:
+            self._deferred.schedule(conn, session)
         if session.phase is _OPEN:  # the hot path: watch for input unless paused, output if pending
             events = 0 if session.reading_paused else READ
         else:
@@ -299,6 +323,8 @@ class ReadinessModel(WakeableModel):
     def _close(self, conn: _Connection, error: bool) -> None:
         if self._conns.pop(conn.fd, None) is None:
             return
+        if self._deferred is not None:
+            self._deferred.forget(conn)
         self._wait.remove(conn.fd)
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, error)

@@ -45,8 +45,8 @@ class EpollWait(Wait):
     def remove(self, fd: int) -> None:
         self.epoll.unregister(fd)
 
-    def wait(self) -> list[tuple[int, int]]:
-        return self.epoll.poll(-1, self.maxevents)
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self.epoll.poll(-1 if timeout is None else timeout, self.maxevents)
 
     def close(self) -> None:
         self.epoll.close()

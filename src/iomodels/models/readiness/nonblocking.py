@@ -39,9 +39,9 @@ class BusyWait(Wait):
     def remove(self, fd: int) -> None:
         self.interest.pop(fd, None)
 
-    def wait(self) -> list[tuple[int, int]]:
-        if self.interval:
-            time.sleep(self.interval)
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self.interval:  # never past a timer: a sweep is cheap, a late reply is not
+            time.sleep(self.interval if timeout is None else min(self.interval, timeout))
         return list(self.interest.items())
 
 

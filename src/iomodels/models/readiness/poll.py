@@ -13,6 +13,7 @@ connections.
 
 from __future__ import annotations
 
+import math
 import select
 
 from . import ReadinessModel, Wait
@@ -32,8 +33,9 @@ class PollWait(Wait):
     def remove(self, fd: int) -> None:
         self.poller.unregister(fd)
 
-    def wait(self) -> list[tuple[int, int]]:
-        return self.poller.poll()
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        # milliseconds, rounded up: a timer due in 0.4 ms must not become a busy poll(0)
+        return self.poller.poll(None if timeout is None else math.ceil(timeout * 1000))
 
 
 class PollModel(ReadinessModel):

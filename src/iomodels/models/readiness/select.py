@@ -39,8 +39,8 @@ class SelectWait(Wait):
         self.readers.discard(fd)
         self.writers.discard(fd)
 
-    def wait(self) -> list[tuple[int, int]]:
-        readable, writable, _ = select.select(self.readers, self.writers, ())
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        readable, writable, _ = select.select(self.readers, self.writers, (), timeout)
         return [(fd, READ) for fd in readable] + [(fd, WRITE) for fd in writable]
 
     def refuse(self, fd: int) -> str | None:

@@ -29,6 +29,7 @@ import ctypes
 import ctypes.util
 import fcntl
 import os
+import select
 import signal
 import struct
 import threading
@@ -83,7 +84,9 @@ class SigioWait(Wait):
     def remove(self, fd: int) -> None:
         self.watched.discard(fd)
 
-    def wait(self) -> list[tuple[int, int]]:
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if timeout is not None and not select.select([self.sfd], [], [], timeout)[0]:
+            return []  # a timer is due before any signal came
         data = os.read(self.sfd, _RECORD * 512)  # blocks until at least one signal is queued
         ready: dict[int, int] = {}
         overflow = False
