@@ -240,3 +240,20 @@ def test_a_server_that_dies_mid_run_fails_the_run_and_says_so() -> None:
         srv.kill()
     assert proc.returncode == 1
     assert "stopped accepting connections" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ["uvloop", "threads"])
+def test_starved_connections_fail_the_run_and_are_named(engine: str, tmp_path) -> None:
+    """blocking serves one client at a time: 9 of 10 connections never get a reply. Fast answers
+    to the one client it serves must not make the run look fine."""
+    out = tmp_path / "r.json"
+    with ServerProcess("blocking") as srv:
+        proc = run_cli("load", f"127.0.0.1:{srv.port}", "-c", "10", "-d", "1", "--timeout", "30",
+                       "--engine", engine, "-q", "--json", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "9 of 10 connections got no reply" in proc.stderr and "Traceback" not in proc.stderr
+    assert "9 of 10 connections completed no request" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["starved_connections"] == 9 and not result["ok"]
+    assert result["outstanding"] >= 9 and result["oldest_outstanding_us"] >= 900_000
+    assert result["requests"] > 0  # the one client it served was served well

@@ -198,8 +198,14 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
             json.dump(result, f, indent=2)
     if not result["ok"]:
         errors = result["errors"]
-        message = (f"{result['lost_or_wrong']} replies were wrong or lost" if result["lost_or_wrong"]
-                   else "no request completed")
+        starved = result.get("starved_connections", 0)
+        if result["lost_or_wrong"]:
+            message = f"{result['lost_or_wrong']} replies were wrong or lost"
+        elif starved and result["requests"]:
+            message = (f"{starved} of {connections} connections got no reply in {result['elapsed']:.3g} s: "
+                       "the server serves fewer clients than you opened")
+        else:
+            message = "no request completed"
         if errors["refused"] or errors["connect"]:
             message += (f"; {errors['refused'] + errors['connect']} reconnections failed: the server "
                         "stopped accepting connections (did it exit or crash?)")

@@ -86,6 +86,7 @@ class _Client(asyncio.Protocol):
         if engine.fast:  # closed loop, measured window: count, then send() inlined (keep in step with it)
             tally = engine.tally
             need = self.need
+            engine.slot_done[self.index] += 1
             tally.requests += 1
             tally.bytes_verified += need
             tally.latencies[int((now - self.start) * 1e6)] += 1
@@ -144,6 +145,7 @@ class _Engine:
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
         self.failures_in_a_row: dict[int, int] = {}
+        self.slot_done = [0] * workload.connections  # requests completed per connection slot
         self.started = 0.0
         self.measure_start = 0.0
         self.measure_end = 0.0
@@ -198,6 +200,7 @@ class _Engine:
     def completed(self, client: _Client, now: float) -> None:
         tally = self.tally
         if self.measuring and self.running:
+            self.slot_done[client.index] += 1
             tally.requests += 1
             tally.bytes_verified += client.need
             tally.latencies[int((now - client.start) * 1e6)] += 1
@@ -255,6 +258,7 @@ class _Engine:
 
     def begin_measuring(self) -> None:
         self.tally.reset()
+        self.slot_done = [0] * self.workload.connections
         self.measuring = True
         self._update_fast()
         self.measure_start = time.perf_counter()
@@ -268,8 +272,14 @@ class _Engine:
             return
         self.running = False
         self._update_fast()
-        self.measure_end = time.perf_counter()
-        self.tally.cpu_seconds = time.process_time() - self.cpu_start
+        now = self.measure_end = time.perf_counter()
+        tally = self.tally
+        tally.cpu_seconds = time.process_time() - self.cpu_start
+        if self.workload.requests is None:  # a run bounded by time: every connection had it all
+            tally.starved = self.slot_done.count(0)
+        waiting = [now - c.sent_at for c in self.clients if c.expected is not None]
+        tally.outstanding = len(waiting)
+        tally.oldest_wait_us = int(max(waiting, default=0.0) * 1e6)
         for client in tuple(self.clients):
             if client.expected is None:
                 client.transport.close()

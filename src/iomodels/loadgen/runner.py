@@ -171,7 +171,12 @@ def build_result(workload: Workload, tally: Tally, elapsed: float, cpu_seconds: 
         "latency_us": tally.latency_summary(),
         "errors": dict(tally.errors),
         "lost_or_wrong": lost,
-        "ok": lost == 0 and tally.requests > 0,
+        # closed loop: a connection that got no reply in the whole window means the server serves
+        # fewer clients than were opened, however fast it answers the others
+        "starved_connections": tally.starved,
+        "outstanding": tally.outstanding,
+        "oldest_outstanding_us": tally.oldest_wait_us,
+        "ok": lost == 0 and tally.requests > 0 and (tally.starved == 0 or workload.rate is not None),
         "generator_cpu_percent": round(100.0 * cpu_seconds / elapsed, 1) if elapsed else 0.0,
         "rate": None,
         "histogram": tally.histogram.encode().decode("ascii"),

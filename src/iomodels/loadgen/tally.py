@@ -33,6 +33,9 @@ class Tally:
     bytes_verified: int = 0
     connections_opened: int = 0
     cpu_seconds: float = 0.0  # the generator's CPU over the measured window
+    starved: int = 0  # connections that completed no request in the measured window
+    outstanding: int = 0  # requests still unanswered when the run ended
+    oldest_wait_us: int = 0  # how long the oldest of them had waited by then
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     latencies: Counter[int] = field(default_factory=Counter)  # microseconds -> count
     histogram: HdrHistogram = field(default_factory=new_histogram)
@@ -69,14 +72,21 @@ class Tally:
             "bytes_verified": self.bytes_verified,
             "connections_opened": self.connections_opened,
             "cpu_seconds": self.cpu_seconds,
+            "starved": self.starved,
+            "outstanding": self.outstanding,
+            "oldest_wait_us": self.oldest_wait_us,
             "errors": dict(self.errors),
             "histogram": self.histogram.encode().decode("ascii"),
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Tally:
-        tally = cls(data["requests"], data["bytes_sent"], data["bytes_verified"],
-                    data["connections_opened"], data.get("cpu_seconds", 0.0), dict(data["errors"]))
+        tally = cls(requests=data["requests"], bytes_sent=data["bytes_sent"],
+                    bytes_verified=data["bytes_verified"], connections_opened=data["connections_opened"],
+                    cpu_seconds=data.get("cpu_seconds", 0.0), errors=dict(data["errors"]))
+        tally.starved = data.get("starved", 0)
+        tally.outstanding = data.get("outstanding", 0)
+        tally.oldest_wait_us = data.get("oldest_wait_us", 0)
         tally.histogram = HdrHistogram.decode(data["histogram"].encode("ascii"))
         return tally
 
@@ -88,6 +98,9 @@ class Tally:
         self.bytes_verified += other.bytes_verified
         self.connections_opened += other.connections_opened
         self.cpu_seconds += other.cpu_seconds
+        self.starved += other.starved
+        self.outstanding += other.outstanding
+        self.oldest_wait_us = max(self.oldest_wait_us, other.oldest_wait_us)
         for kind, count in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + count
         self.histogram.add(other.histogram)

@@ -32,6 +32,7 @@ class _Run:
         self.tallies: list[Tally] = []
         self.total = 0  # measured requests over all threads (for --requests)
         self.connect_gate = threading.Semaphore(0) if workload.connect_rate else None
+        self.inflight = [0.0] * workload.connections  # per slot: when its unanswered request went out
 
     def connection(self, index: int) -> None:
         w = self.workload
@@ -83,6 +84,7 @@ class _Run:
                     need = len(message)
                     sent_at = time.perf_counter()
                     start = due if behind else sent_at
+                    self.inflight[index] = sent_at
                     sock.sendall(message)
                     tally.bytes_sent += need
                     got = 0
@@ -92,6 +94,7 @@ class _Run:
                             raise EOFError
                         got += n
                     now = time.perf_counter()
+                    self.inflight[index] = 0.0
                     if (buffer if len(buffer) == need else buffer[:need]) != expected:
                         tally.error("mismatch")
                         break
@@ -179,6 +182,9 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
     wait_until(measure_start + min(limit, hard_limit))
     measure_end = time.perf_counter()
     cpu_seconds = time.process_time() - cpu_start
+    with r.lock:  # one tally per connection slot: a slot with no request is a starved connection
+        starved = sum(1 for t in r.tallies if not t.requests) if workload.requests is None else 0
+    waiting = [measure_end - sent for sent in r.inflight if sent]
     r.stop.set()
     if r.connect_gate is not None:
         for _ in threads:
@@ -193,4 +199,7 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
     for t in r.tallies:
         total.merge(t)
     total.cpu_seconds = cpu_seconds
+    total.starved = starved
+    total.outstanding = len(waiting)
+    total.oldest_wait_us = int(max(waiting, default=0.0) * 1e6)
     return total, max(measure_end - measure_start, 1e-9)

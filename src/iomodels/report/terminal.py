@@ -56,6 +56,11 @@ def print_load_result(result: dict[str, Any], console: Console | None = None) ->
                   + ("errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()) if errors
                      else "no errors")
                   + f"; generator CPU {result['generator_cpu_percent']:.0f}%")
+    starved, outstanding = result.get("starved_connections", 0), result.get("outstanding", 0)
+    if starved or outstanding:
+        console.print(f"  [yellow]{starved} of {w['connections']} connections completed no request; "
+                      f"{outstanding} requests still unanswered at the end (oldest waited "
+                      f"{format_latency(result.get('oldest_outstanding_us', 0))})[/yellow]")
     rate = result.get("rate")
     if rate and not rate["kept"]:
         console.print(f"[yellow]target rate not kept: {rate['achieved']:,.0f} of {rate['target']:,.0f} "
