@@ -11,6 +11,9 @@ from . import __version__
 from .costs import OFFLOAD_KINDS, RequestCost
 from .models import REGISTRY
 from .models.prefork import INNER_MODELS
+from .scenarios import SCENARIOS
+
+SCENARIO_NAMES = tuple(SCENARIOS)
 
 MODEL_CHOICE = click.Choice(list(REGISTRY))
 
@@ -248,15 +251,29 @@ def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
 
 
 @main.command("compare")
+@click.option("--scenario", "scenario_list", default="echo", show_default=True,
+              help=f"Comma-separated scenarios, or all: {', '.join(SCENARIO_NAMES)}.")
 @click.option("--models", "model_list", default="all", show_default=True,
               help="all, or a comma-separated list of models.")
-@click.option("--connections", "-c", default="1,10,100", show_default=True,
-              help="Comma-separated connection counts (up to 10000).")
-@click.option("--size", "-s", type=click.IntRange(1, 16 << 20), default=1024, show_default=True)
+@click.option("--connections", "-c", default=None,
+              help="Comma-separated connection counts (up to 10000; default: each scenario's own).")
+@click.option("--size", "-s", type=click.IntRange(1, 16 << 20), default=None,
+              help="Bytes per request (default: the scenario's, 1024; bulk 262144).")
+@click.option("--latency-ms", type=click.FloatRange(0, 10_000), default=None,
+              help="Backend wait per reply (default: the scenario's; backend 10).")
+@click.option("--cpu-us", type=click.FloatRange(0, 1_000_000), default=None,
+              help="CPU work per request (default: the scenario's; cpu and offload 200).")
+@click.option("--offload", "offload_list", default=None,
+              help="Pools for the offload scenario: process,thread (default both).")
+@click.option("--idle", type=click.IntRange(0, 50_000), default=None,
+              help="Idle connections held open (default: the scenario's; idle-horde 5000).")
+@click.option("--service", default=None, help="Your own service (package.module:factory) for every run.")
 @click.option("--duration", "-d", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
               help="Seconds measured per run.")
 @click.option("--warmup", type=click.FloatRange(0, 600), default=1.0, show_default=True,
               help="Seconds of load before measuring (fresh servers start slow).")
+@click.option("--timeout", type=click.FloatRange(0.05, 600), default=None,
+              help="Seconds before an unanswered request counts as lost (default: the duration).")
 @click.option("--rate", "-r", type=click.FloatRange(0, min_open=True), default=None,
               help="Open loop at this many requests/s (default: closed loop).")
 @click.option("--repeat", type=click.IntRange(1, 50), default=3, show_default=True)
@@ -265,46 +282,91 @@ def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
               help="Load generator processes.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="report", show_default=True)
 @click.option("--quick", is_flag=True,
-              help="Preset for a first look: connections 1,10,100, 1 s runs, 0.5 s warm-up, 1 repeat.")
-def compare_cmd(model_list: str, connections: str, size: int, duration: float, warmup: float,
-                rate: float | None, repeat: int, engine: str, procs: int, out: str, quick: bool) -> None:
-    """Run the models under the same load; write results.json, charts and report.html."""
+              help="A first look (~3 min): scenarios echo,backend,cpu,offload at few connection counts, "
+                   "1 s runs, 0.5 s warm-up, 1 repeat; fills in only what you did not give.")
+@click.pass_context
+def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connections: str | None,
+                size: int | None, latency_ms: float | None, cpu_us: float | None, offload_list: str | None,
+                idle: int | None, service: str | None, duration: float, warmup: float,
+                timeout: float | None, rate: float | None, repeat: int, engine: str, procs: int, out: str,
+                quick: bool) -> None:
+    """Run the models under the same load, scenario by scenario; write results.json, charts and
+    report.html, which opens with a verdict per scenario."""
+    from datetime import UTC, datetime
     from pathlib import Path
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .compare import CompareConfig, run_compare
+    from .compare import CompareConfig, build_document, run_compare, split_cores
+    from .costs import OFFLOAD_KINDS
     from .report.render import render
     from .results import RunRecord, RunStatus
+    from .scenarios import QUICK_CONNECTIONS, QUICK_SCENARIOS, SCENARIOS, with_overrides
+    from .service import ServiceLoadError, load_service
 
-    names = tuple(REGISTRY) if model_list == "all" else tuple(m.strip() for m in model_list.split(","))
-    unknown = [m for m in names if m not in REGISTRY]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}",
-                                 param_hint="--models")
-    counts = _int_list(connections, "--connections", 1, 10_000)
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    names = tuple(REGISTRY) if model_list == "all" else _names(model_list, "--models", REGISTRY)
+    if quick and not given("scenario_list"):
+        scenario_names: tuple[str, ...] = QUICK_SCENARIOS
+    elif scenario_list == "all":
+        scenario_names = SCENARIO_NAMES
+    else:
+        scenario_names = _names(scenario_list, "--scenario", SCENARIO_NAMES)
+    offloads = None
+    if offload_list is not None:
+        offloads = _names(offload_list, "--offload", tuple(k for k in OFFLOAD_KINDS if k != "none"))
+    counts = _int_list(connections, "--connections", 1, 10_000) if connections else None
+    if service is not None:
+        try:
+            load_service(service)
+        except ServiceLoadError as exc:
+            raise click.BadParameter(str(exc), param_hint="--service") from None
     _check_writable_dir(out, "--out")
-    if quick:
-        counts, duration, warmup, repeat = (1, 10, 100), 1.0, 0.5, 1
-    config = CompareConfig(models=names, connections=counts, size=size, duration=duration, warmup=warmup,
-                           rate=rate, repeat=repeat, engine=engine, procs=procs)
+    if quick:  # fill in only what the user did not give
+        duration = duration if given("duration") else 1.0
+        warmup = warmup if given("warmup") else 0.5
+        repeat = repeat if given("repeat") else 1
+    scenarios = []
+    for name in scenario_names:
+        scenario = with_overrides(SCENARIOS[name], size=size, latency_ms=latency_ms, cpu_us=cpu_us,
+                                  idle=idle, offloads=offloads if SCENARIOS[name].offloads != ("none",)
+                                  else None,
+                                  connections=QUICK_CONNECTIONS.get(name) if quick else None)
+        scenarios.append(scenario)
+    config = CompareConfig(scenarios=tuple(scenarios), models=names, connections=counts, duration=duration,
+                           warmup=warmup, rate=rate, repeat=repeat, engine=engine, procs=procs,
+                           timeout=timeout, service=service, preset="quick" if quick else "")
     console = Console()
     failures: list[RunRecord] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("starting", total=config.run_count())
+    runs: list[RunRecord] = []
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("starting", total=config.run_count())
 
-        def on_run(record: RunRecord | None, upcoming: str) -> None:
-            if record is not None:
-                bar.advance(task)
-                if record.status is not RunStatus.OK:
-                    failures.append(record)
-                    bar.console.print(f"[yellow]{record.model} x{record.connections}: "
-                                      f"{record.status}: {record.reason}[/yellow]")
-            bar.update(task, description=f"running {upcoming}")
+            def on_run(record: RunRecord | None, upcoming: str) -> None:
+                if record is not None:
+                    bar.advance(task)
+                    if record.status is not RunStatus.OK:
+                        failures.append(record)
+                        bar.console.print(f"[yellow]{record.scenario}: {record.variant} "
+                                          f"x{record.connections}: {record.status}: {record.reason}[/yellow]",
+                                          soft_wrap=True)
+                bar.update(task, description=f"running {upcoming}")
 
-        doc = run_compare(config, on_run)
+            doc = run_compare(config, on_run, runs)
+    except KeyboardInterrupt:
+        doc = build_document(config, runs, split_cores(), started, partial=True)
+        if runs:
+            paths = render(doc, Path(out), console)
+            console.print(f"interrupted: {len(runs)} of {config.run_count()} runs kept in {paths['results']}")
+        else:
+            console.print("interrupted before any run finished: nothing written")
+        ctx.exit(130)
     paths = render(doc, Path(out), console)
     console.print(f"report: {paths['html']}  (data: {paths['results']}; re-render with "
                   f"'iomodels report {paths['results']}')")
@@ -312,8 +374,22 @@ def compare_cmd(model_list: str, connections: str, size: int, duration: float, w
         raise click.ClickException("every run failed")
 
 
+def _names(text: str, option: str, known: tuple[str, ...] | dict[str, str]) -> tuple[str, ...]:
+    """A comma-separated list of known names, or a one-line error that says what is wrong."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise click.BadParameter(f"is empty; choose from {', '.join(known)}", param_hint=option)
+    if "" in parts:
+        raise click.BadParameter(f"{text!r} has an empty item", param_hint=option)
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}",
+                                 param_hint=option)
+    return tuple(dict.fromkeys(parts))
+
+
 @main.command("report")
-@click.argument("results", type=click.Path(dir_okay=False))
+@click.argument("results", type=click.Path())
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Where to write the charts and report.html (default: beside RESULTS).")
 def report_cmd(results: str, out: str | None) -> None:
@@ -323,6 +399,8 @@ def report_cmd(results: str, out: str | None) -> None:
     from .report.render import ReportError, load_results, render
 
     path = Path(results)
+    if path.is_dir():  # the folder compare wrote
+        path = path / "results.json"
     try:
         doc = load_results(path)
     except ReportError as exc:

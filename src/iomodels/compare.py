@@ -1,14 +1,16 @@
-"""``iomodels compare``: every model under the same load, measured the same way.
+"""``iomodels compare``: every model under the same load, scenario by scenario, measured the same way.
 
-For each model, connection count and repeat: start ``iomodels serve`` in a
-fresh process (pinned to its own cores where there are two or more), wait for
-its ready line, measure its idle memory, run the load generator with a
-warm-up that is not counted (fresh Python servers run slower for their first
-seconds), sample the server's process tree (CPU and RSS, children included)
-while the load runs, stop the server with SIGTERM and keep its statistics.
-A configuration a model cannot serve is recorded as failed, with the reason,
-and the comparison goes on. All runs are kept; summaries give the median and
-the spread (min-max), because these machines are noisy.
+For each scenario (:mod:`iomodels.scenarios`), model variant, connection count
+and repeat: start ``iomodels serve`` in a fresh process with the scenario's
+flags (pinned to its own core, or to every core for the CPU scenarios), wait
+for its ready line, measure its idle memory, open the scenario's idle horde if
+it has one, run the load generator with a warm-up that is not counted (fresh
+Python servers run slower for their first seconds), sample the server's
+process tree (CPU and RSS, children included) while the load runs, stop the
+server with SIGTERM and keep its statistics. A configuration a model cannot
+serve is recorded as failed, with the reason in words, and the comparison goes
+on. All runs are kept; the summary (:mod:`iomodels.results`) gives medians and
+spreads, because these machines are noisy.
 """
 
 from __future__ import annotations
@@ -23,34 +25,46 @@ from typing import Any
 
 import psutil
 
+from .costs import CALIBRATION_ENV, calibrate
 from .hostinfo import host_facts
 from .loadgen import LoadError, Progress, Workload, run_load
+from .loadgen.idle import IdleHorde
 from .models import REGISTRY, describe
 from .models.serving import ServerProcess, ServerStartError
 from .net import raise_fd_limit
 from .results import SCHEMA, RunRecord, RunStatus, summarize
+from .scenarios import SCENARIOS, Scenario, Variant, variants
 
 __all__ = ["CompareConfig", "run_compare"]
 
 
 @dataclass(frozen=True)
 class CompareConfig:
+    scenarios: tuple[Scenario, ...] = (SCENARIOS["echo"],)
     models: tuple[str, ...] = tuple(REGISTRY)
-    connections: tuple[int, ...] = (1, 10, 100)
-    size: int = 1024
+    connections: tuple[int, ...] | None = None  # None: each scenario's own counts
     duration: float = 5.0
     warmup: float = 1.0
     rate: float | None = None
     repeat: int = 3
     engine: str = "uvloop"
     procs: int = 1
-    timeout: float | None = None  # None: half the duration: a client left waiting shows as timeouts
+    timeout: float | None = None  # None: the measured duration (at least 1 s)
+    service: str | None = None  # the user's own service, for every run
+    preset: str = ""  # "quick" when the quick preset filled in what the user did not give
 
     def request_timeout(self) -> float:
-        return self.timeout if self.timeout is not None else max(0.1, self.duration / 2)
+        return self.timeout if self.timeout is not None else max(1.0, self.duration)
+
+    def counts(self, scenario: Scenario) -> tuple[int, ...]:
+        return self.connections or scenario.connections
+
+    def plan(self) -> list[tuple[Scenario, Variant, int, int]]:
+        return [(s, v, c, r) for s in self.scenarios for v in variants(s, self.models)
+                for c in self.counts(s) for r in range(self.repeat)]
 
     def run_count(self) -> int:
-        return len(self.models) * len(self.connections) * self.repeat
+        return len(self.plan())
 
 
 def split_cores() -> tuple[set[int], set[int]]:
@@ -115,35 +129,59 @@ class _Sampler:
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("requests", "requests_per_s", "mib_per_s", "latency_us", "errors", "lost_or_wrong", "ok",
-            "elapsed", "generator_cpu_percent", "rate", "connections_opened", "histogram")
+            "elapsed", "generator_cpu_percent", "rate", "connections_opened", "histogram",
+            "starved_connections", "outstanding", "oldest_outstanding_us")
     return {k: result[k] for k in keep if k in result}
 
 
-def _failure_reason(result: dict[str, Any], server: ServerProcess, connections: int) -> str:
+def failure_reason(result: dict[str, Any], connections: int, timeout: float, log: list[str]) -> str:
+    """Why a run failed, in words a reader can act on."""
+    parts = []
+    starved = result.get("starved_connections", 0)
+    if starved:
+        served = connections - starved
+        parts.append(f"serves {served} client{'s' if served != 1 else ''} at a time: {starved} of "
+                     f"{connections} connections starved (no reply in {result['elapsed']:.3g} s)")
     errors = {k: v for k, v in result["errors"].items() if v}
-    parts = [", ".join(f"{v} {k}" for k, v in errors.items()) or "no request completed"]
     if errors.get("timeout"):
-        parts.append(f"replies did not come within the timeout for some of {connections} connections")
-    if server.log:
-        parts.append("server said: " + server.log[-1])
+        parts.append(f"{errors['timeout']} requests unanswered within the {timeout:g} s timeout")
+    others = {k: v for k, v in errors.items() if k != "timeout"}
+    if others:
+        parts.append(", ".join(f"{v} {k}" for k, v in others.items()))
+    if not parts:
+        parts.append("no request completed")
+    if log:
+        parts.append("server said: " + log[-1])
     return "; ".join(parts)
 
 
-def run_one(config: CompareConfig, model: str, family: str, connections: int, repeat: int,
-            cores: tuple[set[int], set[int]]) -> RunRecord:
-    record = RunRecord(model, family, connections, repeat, RunStatus.FAILED)
-    server_cores, _ = cores
+def run_one(config: CompareConfig, scenario: Scenario, variant: Variant, family: str, connections: int,
+            repeat: int, cores: tuple[set[int], set[int]]) -> RunRecord:
+    record = RunRecord(model=variant.model, family=family, connections=connections, repeat=repeat,
+                       status=RunStatus.FAILED, scenario=scenario.name, variant=variant.label)
+    server_cores = cores[0] | cores[1] if scenario.server_all_cores else cores[0]
+    record.server["cores"] = sorted(server_cores)
     try:
-        server = ServerProcess(model, cpus=server_cores).start()
+        server = ServerProcess(variant.model, args=scenario.serve_args(variant.offload, config.service),
+                               cpus=server_cores).start()
     except ServerStartError as exc:
         record.reason = f"server did not start: {exc}"
         return record
+    horde: IdleHorde | None = None
     try:
         time.sleep(0.1)
         rss_idle = _rss(server.pid)
+        record.server["rss_idle"] = rss_idle
+        if scenario.idle:
+            horde = IdleHorde("127.0.0.1", server.port, scenario.idle)
+            answered = horde.open()
+            rss_horde = _rss(server.pid)
+            record.server |= {"idle_requested": scenario.idle, "idle_answered": answered,
+                              "rss_horde": rss_horde,
+                              "kib_per_idle": round((rss_horde - rss_idle) / max(answered, 1) / 1024, 2)}
         sampler = _Sampler(server.pid, config.warmup)
         workload = Workload(
-            port=server.port, connections=connections, size_min=config.size, size_max=config.size,
+            port=server.port, connections=connections, size_min=scenario.size, size_max=scenario.size,
             duration=config.duration, warmup=config.warmup, rate=config.rate, engine=config.engine,
             procs=min(config.procs, connections), timeout=config.request_timeout())
         try:
@@ -151,19 +189,24 @@ def run_one(config: CompareConfig, model: str, family: str, connections: int, re
         except LoadError as exc:
             record.reason = f"load failed: {exc}"
             return record
-        record.load = _slim(result)
-        rss_load = max(sampler.rss_peak, rss_idle)
-        record.server = {
+        record.load = _slim(result)  # kept for failed runs too: latency of those it did serve
+        rss_base = record.server.get("rss_horde", rss_idle)
+        rss_load = max(sampler.rss_peak, rss_base)
+        record.server |= {
             "cpu_percent": sampler.cpu_percent(),
-            "rss_idle": rss_idle,
             "rss_load": rss_load,
-            "kib_per_connection": round((rss_load - rss_idle) / connections / 1024, 2),
+            "kib_per_connection": round((rss_load - rss_base) / connections / 1024, 2),
         }
-        if result["ok"]:
+        if horde is not None and horde.answered < scenario.idle:
+            record.reason = (f"held only {horde.answered:,} of {scenario.idle:,} idle connections "
+                             "(the rest were refused or never answered)")
+        elif result["ok"]:
             record.status = RunStatus.OK
         else:
-            record.reason = _failure_reason(result, server, connections)
+            record.reason = failure_reason(result, connections, config.request_timeout(), server.log)
     finally:
+        if horde is not None:
+            horde.close()
         server.stop()
         record.server["stats"] = server.stats
         if server.proc is not None and server.proc.returncode not in (0, None):
@@ -172,45 +215,65 @@ def run_one(config: CompareConfig, model: str, family: str, connections: int, re
 
 
 def run_compare(config: CompareConfig,
-                on_run: Callable[[RunRecord | None, str], None] | None = None) -> dict[str, Any]:
-    """Run every configuration; ``on_run(record, next_label)`` after each (and once before)."""
+                on_run: Callable[[RunRecord | None, str], None] | None = None,
+                runs: list[RunRecord] | None = None) -> dict[str, Any]:
+    """Run every configuration; ``on_run(record, next_label)`` after each (and once before).
+
+    ``runs`` collects the records as they finish, so a caller keeps them if it is interrupted."""
     raise_fd_limit()
     cores = split_cores()
     previous_affinity = os.sched_getaffinity(0)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    runs: list[RunRecord] = []
-    plan = [(m, c, r) for m in config.models for c in config.connections for r in range(config.repeat)]
+    runs = [] if runs is None else runs
+    plan = config.plan()
+
+    def label(i: int) -> str:
+        if i >= len(plan):
+            return "done"
+        scenario, variant, connections, _ = plan[i]
+        return f"{scenario.name}: {variant.label} x{connections}"
+
+    if any(s.cpu_us for s in config.scenarios) and CALIBRATION_ENV not in os.environ:
+        # one calibration for the whole comparison: the same --cpu-us is the same work in every server
+        os.environ[CALIBRATION_ENV] = f"{calibrate(rounds=7):.6f}"
     try:
         os.sched_setaffinity(0, cores[1])  # the load workers inherit this
-        for i, (model, connections, rep) in enumerate(plan):
+        for i, (scenario, variant, connections, rep) in enumerate(plan):
             if on_run is not None and i == 0:
-                on_run(None, f"{model} x{connections}")
-            info = describe(model)
+                on_run(None, label(0))
+            info = describe(variant.model)
             if not info.available:
-                record = RunRecord(model, info.family, connections, rep, RunStatus.UNAVAILABLE,
-                                   reason=info.unavailable or "")
+                record = RunRecord(model=variant.model, family=info.family, connections=connections,
+                                   repeat=rep, status=RunStatus.UNAVAILABLE, reason=info.unavailable or "",
+                                   scenario=scenario.name, variant=variant.label)
             else:
-                record = run_one(config, model, info.family, connections, rep, cores)
+                record = run_one(config, scenario, variant, info.family, connections, rep, cores)
             runs.append(record)
             if on_run is not None:
-                nxt = f"{plan[i + 1][0]} x{plan[i + 1][1]}" if i + 1 < len(plan) else "done"
-                on_run(record, nxt)
+                on_run(record, label(i + 1))
     finally:
         os.sched_setaffinity(0, previous_affinity)
     return build_document(config, runs, cores, started_at)
 
 
 def build_document(config: CompareConfig, runs: Iterable[RunRecord], cores: tuple[set[int], set[int]],
-                   started_at: str) -> dict[str, Any]:
+                   started_at: str, partial: bool = False) -> dict[str, Any]:
     runs = list(runs)
-    return {
+    doc = {
         "schema": SCHEMA,
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": asdict(config) | {"request_timeout": config.request_timeout()},
+        "scenarios": {s.name: {"what": s.what, "how": s.describe(), "server_all_cores": s.server_all_cores}
+                      for s in config.scenarios},
         "pinning": {"server_cores": sorted(cores[0]), "load_cores": sorted(cores[1]),
                     "shared": cores[0] == cores[1]},
+        "burn_per_us": float(os.environ[CALIBRATION_ENV]) if CALIBRATION_ENV in os.environ else None,
         "host": host_facts(),
         "runs": [asdict(r) for r in runs],
         "summary": summarize([asdict(r) for r in runs]),
     }
+    if partial:
+        doc["partial"] = True
+    return doc
+

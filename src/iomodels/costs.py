@@ -35,10 +35,12 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
-__all__ = ["OFFLOAD_KINDS", "RequestCost", "Work", "burn", "calibrate", "start_work"]
+__all__ = ["CALIBRATION_ENV", "OFFLOAD_KINDS", "RequestCost", "Work", "burn", "calibrate", "start_work"]
 
 OFFLOAD_KINDS = ("none", "thread", "process")
 _CALIBRATION_ROUNDS = 200_000
+# set by `iomodels compare` (calibrated once) so that every server of a comparison burns the same work
+CALIBRATION_ENV = "IOMODELS_BURN_PER_US"
 
 
 def burn(iterations: int) -> tuple[int, int, int]:
@@ -49,10 +51,19 @@ def burn(iterations: int) -> tuple[int, int, int]:
     return x, os.getpid(), threading.get_ident()
 
 
-def calibrate() -> float:
-    """Iterations of :func:`burn` per microsecond on this machine (best of three short runs)."""
+def calibrate(rounds: int = 3) -> float:
+    """Iterations of :func:`burn` per microsecond on this machine (best of ``rounds`` short runs).
+
+    ``$IOMODELS_BURN_PER_US``, when set, is taken as it is: a comparison calibrates once and
+    gives every server it starts the same figure, so the same ``--cpu-us`` is the same work."""
+    preset = os.environ.get(CALIBRATION_ENV)
+    if preset:
+        with contextlib.suppress(ValueError):
+            value = float(preset)
+            if math.isfinite(value) and value > 0:
+                return value
     best = math.inf
-    for _ in range(3):
+    for _ in range(rounds):
         start = time.perf_counter()
         burn(_CALIBRATION_ROUNDS)
         best = min(best, time.perf_counter() - start)

@@ -36,6 +36,8 @@ class RunRecord:
     reason: str = ""
     load: dict[str, Any] = field(default_factory=dict)  # the load result, without the bulky parts
     server: dict[str, Any] = field(default_factory=dict)  # cpu_percent, rss_*, kib_per_connection, stats
+    scenario: str = "echo"
+    variant: str = ""  # the model, or model+offload: what the summary groups by ("" = the model)
 
 
 def _median_and_spread(values: list[float]) -> tuple[float, float, float]:
@@ -43,31 +45,43 @@ def _median_and_spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, connections): medians and spreads over the runs that succeeded."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    """One row per (scenario, variant, connections): medians and spreads over the runs that succeeded.
+
+    A row whose runs all failed keeps what they measured of the clients they did serve (req/s,
+    latency), so a report can say how far a model got, not only that it failed."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["model"], run["connections"]), []).append(run)
+        key = (run.get("scenario", "echo"), run.get("variant") or run["model"], run["connections"])
+        groups.setdefault(key, []).append(run)
     rows = []
-    for (model, connections), group in groups.items():
+    for (scenario, variant, connections), group in groups.items():
         ok = [r for r in group if r["status"] == RunStatus.OK]
-        row: dict[str, Any] = {"model": model, "family": group[0]["family"], "connections": connections,
+        first = group[0]
+        row: dict[str, Any] = {"scenario": scenario, "variant": variant, "model": first["model"],
+                               "family": first["family"], "connections": connections,
                                "runs": len(group), "ok_runs": len(ok)}
+        idle = [r["server"]["kib_per_idle"] for r in (ok or group) if "kib_per_idle" in r["server"]]
+        if idle:
+            row["kib_per_idle"] = statistics.median(idle)
+            row["idle_answered"] = min(r["server"].get("idle_answered", 0) for r in (ok or group))
         if not ok:
-            first = group[0]
             row |= {"status": first["status"], "reason": first["reason"]}
-            measured = [r for r in group if r["load"]]
+            measured = [r for r in group if r["load"] and r["load"].get("requests")]
             if measured:  # a failed run still says how far it got
                 row["rps_median"] = statistics.median(r["load"]["requests_per_s"] for r in measured)
+                row["p50_us"] = statistics.median(r["load"]["latency_us"]["p50"] for r in measured)
+                row["p99_us"] = statistics.median(r["load"]["latency_us"]["p99"] for r in measured)
             rows.append(row)
             continue
         rps = _median_and_spread([r["load"]["requests_per_s"] for r in ok])
+        p99 = _median_and_spread([r["load"]["latency_us"]["p99"] for r in ok])
         cpu = [r["server"]["cpu_percent"] for r in ok if r["server"].get("cpu_percent") is not None]
         row |= {
             "status": RunStatus.OK.value,
             "reason": "" if len(ok) == len(group) else f"{len(group) - len(ok)} of {len(group)} runs failed",
             "rps_median": rps[0], "rps_min": rps[1], "rps_max": rps[2],
             "p50_us": statistics.median(r["load"]["latency_us"]["p50"] for r in ok),
-            "p99_us": statistics.median(r["load"]["latency_us"]["p99"] for r in ok),
+            "p99_us": p99[0], "p99_min": p99[1], "p99_max": p99[2],
             "cpu_percent": statistics.median(cpu) if cpu else None,
             "rss_mib": round(statistics.median(r["server"]["rss_load"] for r in ok) / (1 << 20), 1),
             "kib_per_connection": statistics.median(r["server"]["kib_per_connection"] for r in ok),

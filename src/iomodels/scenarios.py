@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["LOOP_MODELS", "SCENARIOS", "Scenario", "Variant", "variants"]
+__all__ = ["LOOP_MODELS", "QUICK_CONNECTIONS", "QUICK_SCENARIOS", "SCENARIOS", "Scenario", "Variant",
+           "variants", "with_overrides"]
 
 # models with an event loop of their own: the ones for which --offload is the lesson's pattern
 LOOP_MODELS = ("nonblocking", "select", "poll", "epoll", "sigio", "io_uring", "asyncio", "uvloop",
@@ -70,6 +71,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("bulk", "256 KiB messages: bandwidth, not round trips", size=256 * 1024,
              connections=(1, 10)),
 )}
+
+
+# the quick preset (`make run`): the lesson's differences in about three minutes on two cores
+QUICK_SCENARIOS = ("echo", "backend", "cpu", "offload")
+QUICK_CONNECTIONS = {"echo": (10, 100), "backend": (100,), "cpu": (10,), "offload": (10,),
+                     "idle-horde": (10,), "bulk": (1,)}
 
 
 @dataclass(frozen=True)

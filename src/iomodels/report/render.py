@@ -10,8 +10,9 @@ from rich.console import Console
 
 from ..results import SCHEMA, summarize
 from .charts import draw_charts
-from .compare_table import summary_table
+from .compare_table import summary_tables
 from .html import write_html
+from .verdict import advice, verdicts
 
 __all__ = ["ReportError", "load_results", "render"]
 
@@ -41,12 +42,25 @@ def render(doc: dict[str, Any], out: Path, console: Console | None = None,
     if write_json:
         paths["results"] = out / "results.json"
         paths["results"].write_text(json.dumps(doc, indent=1))
-    charts = draw_charts(doc["summary"], out)
+    charts = draw_charts(doc, out)
     for chart in charts:
         paths[chart.stem] = chart
     paths["html"] = write_html(doc, charts, out)
     console = console or Console()
-    if not console.is_terminal:  # logs and CI: wide enough that the table does not fold
-        console = Console(width=max(console.width, 170), file=console.file)
-    console.print(summary_table(doc["summary"]))
+    if not console.is_terminal:  # logs and pipes: 100 columns, no highlighting of numbers
+        console = Console(width=max(console.width, 100), file=console.file, highlight=False)
+    print_verdict(doc, console)
     return paths
+
+
+def print_verdict(doc: dict[str, Any], console: Console) -> None:
+    """The tables, then the verdict per scenario and the advice (what a reader wants last on screen)."""
+    for table in summary_tables(doc["summary"], doc.get("scenarios")):
+        console.print(table)
+    found = verdicts(doc["summary"], doc["config"].get("repeat", 1), len(doc["pinning"]["load_cores"]))
+    console.print("[bold]Verdict[/bold]" + (" (partial: interrupted)" if doc.get("partial") else ""))
+    for v in found:
+        console.print(f"[bold]{v.scenario}[/bold]: " + " ".join(v.sentences()), soft_wrap=False)
+    text = advice(found)
+    if text:
+        console.print(text)
