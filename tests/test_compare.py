@@ -221,3 +221,5 @@ def test_unknown_or_empty_scenario_is_a_usage_error() -> None:
     for bad in ("telepathy", "", "echo,,cpu"):
         proc = run_cli("compare", "--scenario", bad)
         assert proc.returncode == 2 and "--scenario" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("compare", "--scenario", "echo", "--latency-ms", "5")
+    assert proc.returncode == 2 and "changes the backend scenario" in proc.stderr

@@ -260,13 +260,13 @@ def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
 @click.option("--size", "-s", type=click.IntRange(1, 16 << 20), default=None,
               help="Bytes per request (default: the scenario's, 1024; bulk 262144).")
 @click.option("--latency-ms", type=click.FloatRange(0, 10_000), default=None,
-              help="Backend wait per reply (default: the scenario's; backend 10).")
+              help="Backend wait per reply of the backend scenario (default 10).")
 @click.option("--cpu-us", type=click.FloatRange(0, 1_000_000), default=None,
-              help="CPU work per request (default: the scenario's; cpu and offload 200).")
+              help="CPU work per request of the cpu and offload scenarios (default 200).")
 @click.option("--offload", "offload_list", default=None,
               help="Pools for the offload scenario: process,thread (default both).")
 @click.option("--idle", type=click.IntRange(0, 50_000), default=None,
-              help="Idle connections held open (default: the scenario's; idle-horde 5000).")
+              help="Idle connections held open in the idle-horde scenario (default 5000).")
 @click.option("--service", default=None, help="Your own service (package.module:factory) for every run.")
 @click.option("--duration", "-d", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
               help="Seconds measured per run.")
@@ -329,12 +329,19 @@ def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connect
         duration = duration if given("duration") else 1.0
         warmup = warmup if given("warmup") else 0.5
         repeat = repeat if given("repeat") else 1
+    # a knob changes the scenarios that have it (the backend's wait, the CPU scenarios' work, ...)
+    knobs = {"latency_ms": latency_ms, "cpu_us": cpu_us, "idle": idle}
+    for knob, value in knobs.items():
+        if value is not None and not any(getattr(SCENARIOS[n], knob) for n in scenario_names):
+            takers = [n for n, sc in SCENARIOS.items() if getattr(sc, knob)]
+            raise click.BadParameter(f"changes the {' and '.join(takers)} scenario(s); none was chosen",
+                                     param_hint="--" + knob.replace("_", "-"))
     scenarios = []
     for name in scenario_names:
-        scenario = with_overrides(SCENARIOS[name], size=size, latency_ms=latency_ms, cpu_us=cpu_us,
-                                  idle=idle, offloads=offloads if SCENARIOS[name].offloads != ("none",)
-                                  else None,
-                                  connections=QUICK_CONNECTIONS.get(name) if quick else None)
+        base = SCENARIOS[name]
+        changes = {knob: value for knob, value in knobs.items() if getattr(base, knob)}
+        scenario = with_overrides(base, size=size, offloads=offloads if base.offloads != ("none",) else None,
+                                  connections=QUICK_CONNECTIONS.get(name) if quick else None, **changes)
         scenarios.append(scenario)
     config = CompareConfig(scenarios=tuple(scenarios), models=names, connections=counts, duration=duration,
                            warmup=warmup, rate=rate, repeat=repeat, engine=engine, procs=procs,
