@@ -212,3 +212,33 @@ def test_a_stop_while_a_client_floods_loses_no_reply(model: str) -> None:
         srv.kill()
     assert srv.stats is not None and srv.stats["errors"] == 0, srv.stats
     assert received == srv.stats["bytes_out"] == srv.stats["bytes_in"] > 0
+
+
+def _blocked_signals(pid: int, tid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{tid}/status") as f:
+        mask = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+@pytest.mark.parametrize(("model", "args"), [
+    ("threads", []), ("threadpool", []), ("epoll", ["--cpu-us", "10", "--offload", "thread"]),
+    ("asyncio", ["--cpu-us", "10", "--offload", "process"]),
+    ("gevent", ["--cpu-us", "10", "--offload", "thread"]),
+])
+def test_only_the_main_thread_can_receive_a_stop_signal(model: str, args: list[str]) -> None:
+    """A SIGTERM the kernel hands to a helper thread would leave the main thread blocked in accept()
+    or epoll_wait() and the stop lost: every other thread of the server must block the stop signals."""
+    with ServerProcess(model, args=args) as srv:
+        socks = [connect(srv.port) for _ in range(3)]
+        for sock in socks:
+            assert roundtrip(sock, b"hi") == b"HI"  # handler threads (and pool threads) now exist
+        tids = [t.id for t in psutil.Process(srv.pid).threads()]
+        helpers = [tid for tid in tids if tid != srv.pid]
+        assert helpers, f"expected helper threads: {srv.lines}"
+        for tid in helpers:
+            blocked = _blocked_signals(srv.pid, tid)
+            assert {signal.SIGTERM, signal.SIGINT, signal.SIGALRM} <= blocked, f"thread {tid}: {blocked}"
+        assert signal.SIGTERM not in _blocked_signals(srv.pid, srv.pid)
+        for sock in socks:
+            sock.close()
+        assert srv.stop() == 0

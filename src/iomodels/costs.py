@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .sigmask import signals_blocked
+
 __all__ = ["CALIBRATION_ENV", "OFFLOAD_KINDS", "RequestCost", "Work", "burn", "calibrate", "start_work"]
 
 OFFLOAD_KINDS = ("none", "thread", "process")
@@ -109,17 +111,34 @@ class Work:
         self.offloaded = 0  # jobs whose work ran in the pool
         self.workers: set[tuple[int, int]] = set()  # (pid, thread id) of whoever did pool work
         self._lock = threading.Lock()
-        if cost.offload == "thread":
-            self.executor = ThreadPoolExecutor(cost.pool_workers, thread_name_prefix="offload")
-        elif cost.offload == "process":
-            # forkserver, not fork: a server with threads must not fork a copy of itself mid-request
-            context = multiprocessing.get_context("forkserver")
-            self.executor = ProcessPoolExecutor(cost.pool_workers, mp_context=context,
-                                                initializer=_ignore_interrupts)
-        if self.executor is not None:  # start every worker now, not on the first requests
-            size = getattr(self.executor, "_max_workers", 1)
-            for future in [self.executor.submit(burn, 1) for _ in range(size * 2)]:
-                future.result()
+        if cost.offload == "process":
+            # multiprocessing starts its helpers (forkserver, resource tracker) with SIGINT/SIGTERM
+            # blocked and *unblocks* them afterwards: start them first, or that unblock would undo
+            # the mask below for the threads started after it
+            from multiprocessing import forkserver, resource_tracker
+
+            forkserver.ensure_running()
+            resource_tracker.ensure_running()
+        # every thread of the pool (and a process pool's manager and feeder threads) is started
+        # here, with the stop signals blocked: they must reach the serving thread (sigmask.py)
+        with signals_blocked():
+            if cost.offload == "thread":
+                pool = ThreadPoolExecutor(cost.pool_workers, thread_name_prefix="offload")
+                self.executor = pool
+                size = pool._max_workers  # a new thread is made only while none is idle: keep
+                gate = threading.Barrier(size + 1)  # them all busy until every one exists
+                started = [pool.submit(gate.wait) for _ in range(size)]
+                gate.wait()
+                for future in started:
+                    future.result()
+            elif cost.offload == "process":
+                # forkserver, not fork: a server with threads must not fork a copy of itself mid-request
+                context = multiprocessing.get_context("forkserver")
+                self.executor = ProcessPoolExecutor(cost.pool_workers, mp_context=context,
+                                                    initializer=_ignore_interrupts)
+                size = self.executor._max_workers
+                for future in [self.executor.submit(burn, 1) for _ in range(size * 2)]:
+                    future.result()
 
     def submit(self) -> Future[tuple[int, int, int]]:
         assert self.executor is not None

@@ -25,6 +25,7 @@ import queue
 import threading
 from typing import Any
 
+from ...sigmask import signals_blocked
 from . import DispatchModel
 
 
@@ -43,8 +44,9 @@ class ThreadPoolModel(DispatchModel):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.size)
         self._workers = [threading.Thread(target=self._work, daemon=True, name=f"pool-{i}")
                          for i in range(self.size)]
-        for worker in self._workers:
-            worker.start()
+        with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
+            for worker in self._workers:
+                worker.start()
 
     def _work(self) -> None:
         get = self._queue.get

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ...sigmask import signals_blocked
 from . import DispatchModel
 
 
@@ -40,7 +41,8 @@ class ThreadsModel(DispatchModel):
     def dispatch(self, conn: Any) -> None:
         thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
         self._threads.add(thread)
-        thread.start()
+        with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
+            thread.start()
 
     def wait_for_handlers(self) -> None:
         for thread in tuple(self._threads):
