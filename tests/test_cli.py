@@ -149,3 +149,47 @@ def test_an_unwritable_output_is_refused_before_any_work(args: list[str]) -> Non
     proc = run_cli(*args)
     assert proc.returncode == 2
     assert "cannot" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _number_options() -> list[tuple[tuple[str, ...], str, list[str]]]:
+    """(command path, option, args a command needs anyway) for every float-valued option."""
+    from iomodels.clitypes import Number
+
+    needs = {("serve",): ["-m", "nonblocking"]}
+    found = []
+    for path in all_commands(main):
+        cmd: click.Command = main
+        for part in path:
+            cmd = cmd.commands[part]  # type: ignore[attr-defined]
+        for param in cmd.params:
+            if isinstance(param, click.Option) and isinstance(param.type, Number):
+                found.append((path, param.opts[0], needs.get(path, [])))
+    return found
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("path", "option", "needs"), _number_options(),
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else str(v))
+def test_every_float_option_refuses_non_finite_values(path: tuple[str, ...], option: str, needs: list[str],
+                                                      value: str) -> None:
+    result = CliRunner().invoke(main, [*path, *needs, f"{option}={value}"])
+    assert result.exit_code == 2, result.output
+    assert "is not a finite number" in result.output and option in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+
+
+def test_durations_rates_and_counts_take_units() -> None:
+    from iomodels.clitypes import Count, Duration, Rate
+
+    assert Duration(0).convert("500ms", None, None) == 0.5
+    assert Duration(0).convert("2m", None, None) == 120.0
+    assert Duration(0).convert("30s", None, None) == 30.0
+    assert Rate(0).convert("20k", None, None) == 20_000.0
+    assert Count(1).convert("10k", None, None) == 10_000
+    with pytest.raises(click.BadParameter, match="whole number"):
+        Count(1).convert("1.5", None, None)
+    with pytest.raises(click.BadParameter, match=r"durations: 1\.5, 500ms"):
+        Duration(0).convert("5 parsecs", None, None)

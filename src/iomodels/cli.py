@@ -8,6 +8,7 @@ import sys
 import click
 
 from . import __version__
+from .clitypes import Count, Duration, Number, Rate
 from .costs import OFFLOAD_KINDS, RequestCost
 from .models import REGISTRY
 from .models.prefork import INNER_MODELS
@@ -56,11 +57,11 @@ def models_cmd() -> None:
               help="Stop reading from a client with this many reply bytes unsent.")
 @click.option("--low-water", default=None, type=click.IntRange(0),
               help="Resume reading once unsent bytes drop to this (default high/4).")
-@click.option("--grace", default=5.0, show_default=True, type=click.FloatRange(0),
+@click.option("--grace", default=5.0, show_default=True, type=Duration(0, 3600),
               help="Seconds given to connections to finish after SIGINT/SIGTERM.")
-@click.option("--latency-ms", type=click.FloatRange(0, 60_000), default=0.0, show_default=True,
+@click.option("--latency-ms", type=Number(0, 60_000), default=0.0, show_default=True,
               help="Hold each reply back this long, as if waiting on a backend (others keep being served).")
-@click.option("--cpu-us", type=click.FloatRange(0, 10_000_000), default=0.0, show_default=True,
+@click.option("--cpu-us", type=Number(0, 10_000_000), default=0.0, show_default=True,
               help="Microseconds of real CPU work (pure Python, holds the GIL) per received chunk.")
 @click.option("--offload", type=click.Choice(OFFLOAD_KINDS), default="none", show_default=True,
               help="Run the CPU work in a thread or process pool; the reply comes back by done-callback.")
@@ -72,7 +73,7 @@ def models_cmd() -> None:
               help="prefork: the model each worker runs (default uvloop, else epoll).")
 @click.option("--reuse-port", is_flag=True, help="prefork: a SO_REUSEPORT socket per worker.")
 @click.option("--edge", is_flag=True, help="epoll: edge-triggered (read and write until EAGAIN).")
-@click.option("--poll-interval", type=click.FloatRange(0, 10), default=None,
+@click.option("--poll-interval", type=Duration(0, 10), default=None,
               help="nonblocking: seconds to sleep between sweeps (default 0: pure busy loop).")
 @click.pass_context
 def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str, high_water: int,
@@ -134,24 +135,25 @@ def _check_model_options(model: str, given: dict[str, object]) -> None:
 
 @main.command("load")
 @click.argument("target", default="127.0.0.1:8080", required=False)
-@click.option("--connections", "-c", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--connections", "-c", type=Count(1, 100_000), default=100, show_default=True)
 @click.option("--size", "-s", default="1024", show_default=True,
               help="Message size in bytes, or a range like 64-4096 for random sizes.")
-@click.option("--duration", "-d", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--duration", "-d", type=Duration(0, 86_400, low_open=True), default=None,
               help="Seconds to measure (default 10 unless --requests is given).")
-@click.option("--requests", "-n", type=click.IntRange(1), default=None,
+@click.option("--requests", "-n", type=Count(1), default=None,
               help="Stop after this many verified requests.")
-@click.option("--warmup", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--warmup", type=Duration(0, 3600), default=0.0, show_default=True,
               help="Seconds of load before measuring (not counted).")
-@click.option("--rate", "-r", type=float, default=None,
+@click.option("--rate", "-r", type=Rate(0, 1e8, low_open=True), default=None,
               help="Open loop: requests/s over all connections (default: closed loop).")
 @click.option("--expect", type=click.Choice(["upper", "echo"]), default="upper", show_default=True,
               help="How a reply is verified.")
 @click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
 @click.option("--procs", "-p", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes; their histograms are merged.")
-@click.option("--connect-rate", type=float, default=None, help="New connections per second.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+@click.option("--connect-rate", type=Rate(0, 1e7, low_open=True), default=None,
+              help="New connections per second.")
+@click.option("--timeout", type=Duration(0, 3600, low_open=True), default=10.0, show_default=True,
               help="Seconds before an unanswered request counts as a timeout.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the full result (with the histogram and host facts) here.")
@@ -259,22 +261,22 @@ def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
               help="Comma-separated connection counts (up to 10000; default: each scenario's own).")
 @click.option("--size", "-s", type=click.IntRange(1, 16 << 20), default=None,
               help="Bytes per request (default: the scenario's, 1024; bulk 262144).")
-@click.option("--latency-ms", type=click.FloatRange(0, 10_000), default=None,
+@click.option("--latency-ms", type=Number(0, 10_000), default=None,
               help="Backend wait per reply of the backend scenario (default 10).")
-@click.option("--cpu-us", type=click.FloatRange(0, 1_000_000), default=None,
+@click.option("--cpu-us", type=Number(0, 1_000_000), default=None,
               help="CPU work per request of the cpu and offload scenarios (default 200).")
 @click.option("--offload", "offload_list", default=None,
               help="Pools for the offload scenario: process,thread (default both).")
-@click.option("--idle", type=click.IntRange(0, 50_000), default=None,
+@click.option("--idle", type=Count(0, 50_000), default=None,
               help="Idle connections held open in the idle-horde scenario (default 5000).")
 @click.option("--service", default=None, help="Your own service (package.module:factory) for every run.")
-@click.option("--duration", "-d", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True,
+@click.option("--duration", "-d", type=Duration(0.2, 3600), default=5.0, show_default=True,
               help="Seconds measured per run.")
-@click.option("--warmup", type=click.FloatRange(0, 600), default=1.0, show_default=True,
+@click.option("--warmup", type=Duration(0, 600), default=1.0, show_default=True,
               help="Seconds of load before measuring (fresh servers start slow).")
-@click.option("--timeout", type=click.FloatRange(0.05, 600), default=None,
+@click.option("--timeout", type=Duration(0.05, 600), default=None,
               help="Seconds before an unanswered request counts as lost (default: the duration).")
-@click.option("--rate", "-r", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--rate", "-r", type=Rate(0, 1e8, low_open=True), default=None,
               help="Open loop at this many requests/s (default: closed loop).")
 @click.option("--repeat", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
@@ -428,7 +430,7 @@ def demo() -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Pool size (default: as concurrent.futures picks).")
 @click.option("--tasks", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@click.option("--delay", type=click.FloatRange(0, 60), default=0.5, show_default=True,
+@click.option("--delay", type=Duration(0, 60), default=0.5, show_default=True,
               help="Seconds each task sleeps.")
 def demo_pool(kind: str, workers: int | None, tasks: int, delay: float) -> None:
     """Submit tasks to a pool with a done-callback each; show that workers are reused."""
@@ -450,7 +452,7 @@ def demo_pool(kind: str, workers: int | None, tasks: int, delay: float) -> None:
 
 
 @demo.command("coroutines")
-@click.option("--scale", type=click.FloatRange(0.001, 10), default=1.0, show_default=True,
+@click.option("--scale", type=Number(0.001, 10), default=1.0, show_default=True,
               help="Multiply the 2, 3 and 5 second sleeps by this.")
 def demo_coroutines(scale: float) -> None:
     """Three sleeping jobs: sequential, gevent unpatched, gevent monkey-patched."""
