@@ -81,7 +81,7 @@ def c_client(port: int, connections: int, size: int, seconds: float) -> float:
 
 def our_client(port: int, connections: int, size: int, seconds: float, procs: int = 1) -> float:
     out = subprocess.run([PY, "-m", "iomodels", "load", f"127.0.0.1:{port}", "-c", str(connections),
-                          "-s", str(size), "-d", str(seconds), "--warmup", "1", "-p", str(procs), "-q",
+                          "-s", str(size), "-d", str(seconds), "--warmup", "1", "-P", str(procs), "-q",
                           "--json", "/dev/stdout"], capture_output=True, text=True,
                          preexec_fn=pinned(LOAD_CORES), timeout=seconds + 60)
     if out.returncode != 0:

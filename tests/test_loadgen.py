@@ -257,3 +257,25 @@ def test_starved_connections_fail_the_run_and_are_named(engine: str, tmp_path) -
     assert result["starved_connections"] == 9 and not result["ok"]
     assert result["outstanding"] >= 9 and result["oldest_outstanding_us"] >= 900_000
     assert result["requests"] > 0  # the one client it served was served well
+
+
+def test_merge_adds_counts_and_merges_histograms_exactly(tmp_path) -> None:
+    from hdrh.histogram import HdrHistogram
+
+    a, b, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    with ServerProcess("epoll") as srv:
+        for path, n in ((a, "500"), (b, "700")):
+            proc = run_cli("load", f"127.0.0.1:{srv.port}", "-c", "2", "-n", n, "-q", "--json", str(path))
+            assert proc.returncode == 0, proc.stderr
+    proc = run_cli("merge", str(a), str(b), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(out.read_text())
+    assert merged["requests"] == 1200 and merged["merged_from"] == [str(a), str(b)]
+    reference = HdrHistogram.decode(json.loads(a.read_text())["histogram"].encode())
+    reference.add(HdrHistogram.decode(json.loads(b.read_text())["histogram"].encode()))
+    assert reference.get_total_count() == 1200
+    assert merged["latency_us"]["p99"] == reference.get_value_at_percentile(99.0)
+    assert merged["latency_us"]["p50"] == reference.get_value_at_percentile(50.0)
+    assert "overlap by" in proc.stderr  # one after the other: their rates do not add up
+    bad = run_cli("merge", str(a), str(tmp_path / "nope.json"))
+    assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

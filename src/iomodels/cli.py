@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -19,7 +22,9 @@ SCENARIO_NAMES = tuple(SCENARIOS)
 MODEL_CHOICE = click.Choice(list(REGISTRY))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# every option can also come from the environment: IOMODELS_<COMMAND>_<OPTION>, e.g.
+# IOMODELS_LOAD_CONNECTIONS=200 or IOMODELS_COMPARE_REPEAT=5
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "IOMODELS"})
 @click.version_option(__version__, prog_name="iomodels")
 def main() -> None:
     """Serve one TCP service under every classic Unix IO model, and compare them."""
@@ -109,8 +114,6 @@ def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str
                                **given)  # type: ignore[arg-type]
         run_server(model, host, port, options)
         # served and reported: a late signal must not turn a clean exit into "killed by SIGTERM"
-        import signal
-
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
     except (ListenError, ModelUnavailable, ServiceLoadError) as exc:
@@ -149,18 +152,22 @@ def _check_model_options(model: str, given: dict[str, object]) -> None:
 @click.option("--expect", type=click.Choice(["upper", "echo"]), default="upper", show_default=True,
               help="How a reply is verified.")
 @click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
-@click.option("--procs", "-p", type=click.IntRange(1, 256), default=1, show_default=True,
+@click.option("--procs", "-P", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes; their histograms are merged.")
 @click.option("--connect-rate", type=Rate(0, 1e7, low_open=True), default=None,
               help="New connections per second.")
 @click.option("--timeout", type=Duration(0, 3600, low_open=True), default=10.0, show_default=True,
               help="Seconds before an unanswered request counts as a timeout.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the full result (with the histogram and host facts) here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the full result (with the histogram and host facts) here; - for stdout.")
+@click.option("--hgrm", "hgrm_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the latency percentile spectrum in HdrHistogram's .hgrm text format (ms).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-def load_cmd(target: str, connections: int, size: str, duration: float | None, requests: int | None,
-             warmup: float, rate: float | None, expect: str, engine: str, procs: int,
-             connect_rate: float | None, timeout: float, json_path: str | None, quiet: bool) -> None:
+@click.pass_context
+def load_cmd(ctx: click.Context, target: str, connections: int, size: str, duration: float | None,
+             requests: int | None, warmup: float, rate: float | None, expect: str, engine: str, procs: int,
+             connect_rate: float | None, timeout: float, json_path: str | None, hgrm_path: str | None,
+             quiet: bool) -> None:
     """Drive TARGET (HOST:PORT) with verified request/response load.
 
     Every reply byte is checked against the expected transform. Exits non-zero
@@ -170,7 +177,7 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
 
     from .loadgen import LoadError, Workload, run_load
     from .loadgen.workload import parse_size, parse_target
-    from .report.terminal import print_load_result, progress_printer
+    from .report.terminal import print_load_result, progress_printer, write_hgrm
 
     try:
         host, port = parse_target(target)
@@ -190,22 +197,41 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
             connect_rate=connect_rate, timeout=timeout)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if json_path:  # find out now, not after the run, that the result could not be saved
-        _check_writable_file(json_path, "--json")
-    try:
-        with progress_printer(quiet) as on_progress:
-            result = run_load(workload, on_progress)
-    except LoadError as exc:
-        raise click.ClickException(str(exc)) from None
-    print_load_result(result)
+    for path, option in ((json_path, "--json"), (hgrm_path, "--hgrm")):
+        if path and path != "-":  # find out now, not after the run, that the result cannot be saved
+            _check_writable_file(path, option)
+    to_stdout = "-" in (json_path, hgrm_path)
+    with _sigterm_as_interrupt() as received:
+        try:
+            with progress_printer(quiet) as on_progress:
+                result = run_load(workload, on_progress)
+        except LoadError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted before the load started: nothing measured", err=True)
+            ctx.exit(143 if received else 130)
+    print_load_result(result, err=to_stdout)  # the data goes to stdout: the summary to stderr
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2)
+        text = json.dumps(result, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            with open(json_path, "w") as f:
+                f.write(text)
+    if hgrm_path:
+        write_hgrm(result, hgrm_path)
+    if result.get("partial"):
+        click.echo(f"interrupted: the figures above cover the {result['elapsed']:.2f} s measured before "
+                   "it" + (f" (saved, marked partial, in {json_path})" if json_path and json_path != "-"
+                           else ""), err=True)
+        ctx.exit(143 if received else 130)
     if not result["ok"]:
         errors = result["errors"]
         starved = result.get("starved_connections", 0)
         if result["lost_or_wrong"]:
             message = f"{result['lost_or_wrong']} replies were wrong or lost"
+            if errors["mismatch"] and expect == "upper":
+                message += "; if the server sends back what it gets unchanged, use --expect echo"
         elif starved and result["requests"]:
             message = (f"{starved} of {connections} connections got no reply in {result['elapsed']:.3g} s: "
                        "the server serves fewer clients than you opened")
@@ -215,6 +241,22 @@ def load_cmd(target: str, connections: int, size: str, duration: float | None, r
             message += (f"; {errors['refused'] + errors['connect']} reconnections failed: the server "
                         "stopped accepting connections (did it exit or crash?)")
         raise click.ClickException(message)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM ends a run as Ctrl-C does (what ran is kept); the list holds it if it came."""
+    received: list[int] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_writable_file(path: str, option: str) -> None:
@@ -280,9 +322,13 @@ def _int_list(text: str, name: str, low: int, high: int) -> tuple[int, ...]:
               help="Open loop at this many requests/s (default: closed loop).")
 @click.option("--repeat", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--engine", type=click.Choice(["uvloop", "threads"]), default="uvloop", show_default=True)
-@click.option("--procs", "-p", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--procs", "-P", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Load generator processes.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the summary table as CSV here (- for stdout).")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the summary table as Markdown here (- for stdout).")
 @click.option("--quick", is_flag=True,
               help="A first look (~3 min): scenarios echo,backend,cpu,offload at few connection counts, "
                    "1 s runs, 0.5 s warm-up, 1 repeat; fills in only what you did not give.")
@@ -291,7 +337,7 @@ def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connect
                 size: int | None, latency_ms: float | None, cpu_us: float | None, offload_list: str | None,
                 idle: int | None, service: str | None, duration: float, warmup: float,
                 timeout: float | None, rate: float | None, repeat: int, engine: str, procs: int, out: str,
-                quick: bool) -> None:
+                csv_path: str | None, md_path: str | None, quick: bool) -> None:
     """Run the models under the same load, scenario by scenario; write results.json, charts and
     report.html, which opens with a verdict per scenario."""
     from datetime import UTC, datetime
@@ -352,35 +398,52 @@ def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connect
     failures: list[RunRecord] = []
     runs: list[RunRecord] = []
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as bar:
-            task = bar.add_task("starting", total=config.run_count())
+    with _sigterm_as_interrupt() as received:
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=console, transient=True) as bar:
+                task = bar.add_task("starting", total=config.run_count())
 
-            def on_run(record: RunRecord | None, upcoming: str) -> None:
-                if record is not None:
-                    bar.advance(task)
-                    if record.status is not RunStatus.OK:
-                        failures.append(record)
-                        bar.console.print(f"[yellow]{record.scenario}: {record.variant} "
-                                          f"x{record.connections}: {record.status}: {record.reason}[/yellow]",
-                                          soft_wrap=True)
-                bar.update(task, description=f"running {upcoming}")
+                def on_run(record: RunRecord | None, upcoming: str) -> None:
+                    if record is not None:
+                        bar.advance(task)
+                        if record.status is not RunStatus.OK:
+                            failures.append(record)
+                            bar.console.print(
+                                f"[yellow]{record.scenario}: {record.variant} x{record.connections}: "
+                                f"{record.status}: {record.reason}[/yellow]", soft_wrap=True)
+                    bar.update(task, description=f"running {upcoming}")
 
-            doc = run_compare(config, on_run, runs)
-    except KeyboardInterrupt:
-        doc = build_document(config, runs, split_cores(), started, partial=True)
-        if runs:
-            paths = render(doc, Path(out), console)
-            console.print(f"interrupted: {len(runs)} of {config.run_count()} runs kept in {paths['results']}")
-        else:
-            console.print("interrupted before any run finished: nothing written")
-        ctx.exit(130)
+                doc = run_compare(config, on_run, runs)
+        except KeyboardInterrupt:
+            doc = build_document(config, runs, split_cores(), started, partial=True)
+            if runs:
+                paths = render(doc, Path(out), console)
+                _export_tables(doc, csv_path, md_path)
+                console.print(f"interrupted: {len(runs)} of {config.run_count()} runs kept in "
+                              f"{paths['results']}")
+            else:
+                console.print("interrupted before any run finished: nothing written")
+            ctx.exit(143 if received else 130)
     paths = render(doc, Path(out), console)
+    _export_tables(doc, csv_path, md_path)
     console.print(f"report: {paths['html']}  (data: {paths['results']}; re-render with "
                   f"'iomodels report {paths['results']}')")
     if len(failures) == config.run_count():
         raise click.ClickException("every run failed")
+
+
+def _export_tables(doc: dict[str, object], csv_path: str | None, md_path: str | None) -> None:
+    from .report.compare_table import to_csv, to_markdown
+
+    for path, convert in ((csv_path, to_csv), (md_path, to_markdown)):
+        if path:
+            text = convert(doc["summary"])  # type: ignore[arg-type]
+            if path == "-":
+                click.echo(text, nl=False)
+            else:
+                with open(path, "w") as f:
+                    f.write(text)
 
 
 def _names(text: str, option: str, known: tuple[str, ...] | dict[str, str]) -> tuple[str, ...]:
@@ -397,11 +460,50 @@ def _names(text: str, option: str, known: tuple[str, ...] | dict[str, str]) -> t
     return tuple(dict.fromkeys(parts))
 
 
+@main.command("merge")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the merged result here; - for stdout.")
+def merge_cmd(results: tuple[str, ...], json_path: str | None) -> None:
+    """Merge load results (iomodels load --json) from several machines or runs into one.
+
+    Histograms merge exactly; counts add up; the measured windows are checked for overlap (rates
+    add up only for runs that ran together).
+    """
+    import json
+    from pathlib import Path
+
+    from .loadgen.merge import MergeError, merge_results
+    from .report.terminal import print_load_result
+
+    if json_path and json_path != "-":
+        _check_writable_file(json_path, "--json")
+    try:
+        merged = merge_results([Path(r) for r in results])
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    print_load_result(merged, err=json_path == "-")
+    overlap = merged["overlap"]
+    if overlap is not None and overlap < 0.9:
+        click.echo(f"warning: the measured windows overlap by {overlap:.0%} only: the summed req/s "
+                   "describes runs that did not all run together", err=True)
+    if json_path:
+        text = json.dumps(merged, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            Path(json_path).write_text(text)
+
+
 @main.command("report")
 @click.argument("results", type=click.Path())
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Where to write the charts and report.html (default: beside RESULTS).")
-def report_cmd(results: str, out: str | None) -> None:
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the summary table as CSV here (- for stdout).")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the summary table as Markdown here (- for stdout).")
+def report_cmd(results: str, out: str | None, csv_path: str | None, md_path: str | None) -> None:
     """Re-render the table, charts and report.html from a saved results.json."""
     from pathlib import Path
 
@@ -417,6 +519,7 @@ def report_cmd(results: str, out: str | None) -> None:
     if out:
         _check_writable_dir(out, "--out")
     paths = render(doc, Path(out) if out else path.parent, write_json=False)
+    _export_tables(doc, csv_path, md_path)
     click.echo(f"report: {paths['html']}")
 
 
@@ -456,6 +559,11 @@ def demo_pool(kind: str, workers: int | None, tasks: int, delay: float) -> None:
               help="Multiply the 2, 3 and 5 second sleeps by this.")
 def demo_coroutines(scale: float) -> None:
     """Three sleeping jobs: sequential, gevent unpatched, gevent monkey-patched."""
+    from .models.base import missing_module
+
+    reason = missing_module("gevent", "'iomodels[gevent]'")
+    if reason is not None:
+        raise click.ClickException(f"this demo runs on gevent, and {reason}")
     from .demos.coroutines import DURATIONS, RunResult, run_all
 
     total, longest = sum(DURATIONS) * scale, max(DURATIONS) * scale
@@ -483,11 +591,7 @@ def smoke_cmd(model_list: str, connections: int, requests: int, size: int) -> No
     """Serve under each available model and drive it with a short verified load."""
     from .smoke import run_smoke
 
-    names = list(REGISTRY) if model_list == "all" else [m.strip() for m in model_list.split(",")]
-    unknown = [m for m in names if m not in REGISTRY]
-    if unknown:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: "
-                                 f"{', '.join(REGISTRY)}", param_hint="--models")
+    names = list(REGISTRY) if model_list == "all" else list(_names(model_list, "--models", REGISTRY))
     failures = run_smoke(names, connections, requests, size, echo=click.echo)
     if failures:
         raise click.ClickException(f"{failures} model(s) failed verification")

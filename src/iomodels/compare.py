@@ -143,7 +143,7 @@ def failure_reason(result: dict[str, Any], connections: int, timeout: float, log
         parts.append(f"serves {served} client{'s' if served != 1 else ''} at a time: {starved} of "
                      f"{connections} connections starved (no reply in {result['elapsed']:.3g} s)")
     errors = {k: v for k, v in result["errors"].items() if v}
-    if errors.get("timeout"):
+    if errors.get("timeout") and errors["timeout"] > starved:  # the starved ones time out too
         parts.append(f"{errors['timeout']} requests unanswered within the {timeout:g} s timeout")
     others = {k: v for k, v in errors.items() if k != "timeout"}
     if others:

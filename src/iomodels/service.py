@@ -31,6 +31,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from .costs import burn
+
 if TYPE_CHECKING:
     from .costs import Work
 
@@ -247,8 +249,6 @@ class Session:
         job = _Job(data, time.monotonic() + work.latency)
         if work.iterations:
             if work.executor is None:
-                from .costs import burn
-
                 burn(work.iterations)  # in the serving thread: everyone else on it waits
             else:
                 job.future = future = work.submit()

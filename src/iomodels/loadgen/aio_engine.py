@@ -132,7 +132,7 @@ class _Client(asyncio.Protocol):
 
 
 class _Engine:
-    def __init__(self, workload: Workload, on_tick: Callable[[Tally], None] | None) -> None:
+    def __init__(self, workload: Workload, on_tick: Callable[[Tally], bool] | None) -> None:
         self.workload = workload
         self.pool = MessagePool(workload)
         self.tally = Tally()
@@ -248,8 +248,9 @@ class _Engine:
         for client in tuple(self.clients):
             if client.expected is not None and now - client.sent_at > limit:
                 self.failed(client, "timeout")
-        if self.on_tick is not None:
-            self.on_tick(self.tally)
+        if self.on_tick is not None and self.on_tick(self.tally):
+            self.finish(grace=0.3)  # interrupted (Ctrl-C): end now, keep what was measured
+            return
         self.loop.call_later(0.2, self.tick)
 
     def _update_fast(self) -> None:
@@ -266,8 +267,9 @@ class _Engine:
         if self.workload.duration is not None:
             self.loop.call_later(self.workload.duration, self.finish)
 
-    def finish(self) -> None:
-        """Stop sending; close idle connections now, busy ones when their reply is in."""
+    def finish(self, grace: float | None = None) -> None:
+        """Stop sending; close idle connections now, busy ones when their reply is in (within
+        ``grace`` seconds: by default the timeout, at most 2 s)."""
         if not self.running:
             return
         self.running = False
@@ -286,7 +288,9 @@ class _Engine:
                 self.clients.discard(client)
         if not self.clients and not self.done.done():
             self.done.set_result(None)
-        self.loop.call_later(min(self.workload.timeout, 2.0), self._abandon)
+        if not self.measure_start:  # interrupted during the warm-up: nothing was measured
+            self.measure_start = self.measure_end
+        self.loop.call_later(min(self.workload.timeout, 2.0) if grace is None else grace, self._abandon)
 
     def _abandon(self) -> None:
         for client in tuple(self.clients):
@@ -311,11 +315,12 @@ class _Engine:
         return self.tally
 
 
-def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
+def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
         hard_limit: float = 600.0) -> tuple[Tally, float]:
     """Run the workload on uvloop (the stdlib loop if uvloop is missing).
 
-    Returns the tally and the length of the measured window in seconds.
+    ``on_tick(tally)`` is called 5 times a second; a true answer ends the run at once (what was
+    measured until then is kept). Returns the tally and the length of the measured window.
     """
     try:
         import uvloop

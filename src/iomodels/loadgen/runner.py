@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import queue
+import signal
 import socket
 import time
 import traceback
@@ -55,15 +56,18 @@ def _engine(name: str) -> Any:
     raise LoadError(f"unknown engine {name!r}: use uvloop or threads")
 
 
-def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: Any) -> None:
+def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: Any, stop: Any) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, and tells us through `stop`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = _engine(workload.engine)
         base = index * _SLOTS
 
-        def on_tick(tally: Tally) -> None:
+        def on_tick(tally: Tally) -> bool:
             shared[base] = tally.requests
             shared[base + 1] = tally.error_count
             shared[base + 2] = tally.bytes_verified
+            return bool(stop.value)
 
         gc.collect()
         gc.freeze()  # a dedicated process: nothing it makes per request forms a cycle
@@ -102,7 +106,8 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
     shared = ctx.Array("q", procs * _SLOTS, lock=False)
     barrier = ctx.Barrier(procs + 1)
     results = ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(i, workload.share(i), shared, barrier, results),
+    stop = ctx.Value("b", 0, lock=False)
+    workers = [ctx.Process(target=_worker, args=(i, workload.share(i), shared, barrier, results, stop),
                            daemon=True, name=f"iomodels-load-{i}") for i in range(procs)]
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     for p in workers:
@@ -113,9 +118,11 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
         _stop(workers)
         raise LoadError("the load workers did not start within 60 s") from None
     start = time.perf_counter()
+    wall_start = time.time()  # the measured window in wall-clock time, so runs can be merged
     bound = (workload.warmup + (workload.duration if workload.duration is not None else 600.0)
              + workload.timeout + 30.0)
     collected: dict[int, tuple[Any, float, float, str | None]] = {}
+    interrupted = False
     try:
         while len(collected) < procs:
             try:
@@ -123,6 +130,12 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
                 collected[index] = (wire, window, cpu, failure)
             except queue.Empty:
                 pass
+            except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, which the CLI turns into this)
+                if interrupted:
+                    raise  # a second one: give up on the partial result
+                interrupted = True
+                stop.value = 1  # the workers end within 0.2 s and send what they measured
+                bound = time.perf_counter() - start + 3.0
             if on_progress is not None:
                 totals = [sum(shared[i * _SLOTS + k] for i in range(procs)) for k in range(_SLOTS)]
                 on_progress(Progress(time.perf_counter() - start, *totals))
@@ -141,7 +154,13 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
         total.merge(Tally.from_wire(wire))
         windows.append(window)
         cpu += worker_cpu
-    return build_result(workload, total, max(windows), cpu, started_at)
+    result = build_result(workload, total, max(windows), cpu, started_at)
+    begin = wall_start + workload.warmup
+    result["window_unix"] = [round(begin, 3), round(begin + max(windows), 3)]
+    if interrupted:
+        result["partial"] = True  # stopped early: figures cover the window until the interruption
+        result["ok"] = False
+    return result
 
 
 def _stop(workers: list[Any]) -> None:

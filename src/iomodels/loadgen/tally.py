@@ -111,12 +111,13 @@ class Tally:
         return sum(self.errors.values())
 
     def latency_summary(self) -> dict[str, float]:
-        """min, mean, percentiles and max, in microseconds (zeros when nothing was recorded)."""
+        """min, mean, standard deviation, percentiles and max, in microseconds (zeros when empty)."""
         self.close()
         h = self.histogram
         if not h.get_total_count():
-            return dict.fromkeys(("min", "mean", *PERCENTILES, "max"), 0.0)
-        summary = {"min": float(h.get_min_value()), "mean": round(h.get_mean_value(), 1)}
+            return dict.fromkeys(("min", "mean", "stdev", *PERCENTILES, "max"), 0.0)
+        summary = {"min": float(h.get_min_value()), "mean": round(h.get_mean_value(), 1),
+                   "stdev": round(h.get_stddev(), 1)}
         for name, pct in PERCENTILES.items():
             summary[name] = float(h.get_value_at_percentile(pct))
         summary["max"] = float(h.get_max_value())

@@ -138,8 +138,9 @@ class _Run:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
+def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
         hard_limit: float = 600.0) -> tuple[Tally, float]:
+    """As the uvloop engine's ``run``: a true answer from ``on_tick`` ends the run at once."""
     r = _Run(workload)
     threads = [threading.Thread(target=r.connection, args=(i,), daemon=True)
                for i in range(workload.connections)]
@@ -164,10 +165,15 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
                 view.errors[kind] += count
         return view
 
+    interrupted = False
+
     def wait_until(deadline: float) -> None:
+        nonlocal interrupted
         while not r.stop.wait(min(0.2, max(deadline - time.perf_counter(), 0))):
-            if on_tick is not None:
-                on_tick(progress())
+            if on_tick is not None and on_tick(progress()):
+                interrupted = True  # end now, keep what was measured
+                r.stop.set()
+                break
             if time.perf_counter() >= deadline:
                 break
 
@@ -179,7 +185,8 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
     measure_start = time.perf_counter()
     cpu_start = time.process_time()
     limit = workload.duration if workload.duration is not None else hard_limit
-    wait_until(measure_start + min(limit, hard_limit))
+    if not r.stop.is_set():
+        wait_until(measure_start + min(limit, hard_limit))
     measure_end = time.perf_counter()
     cpu_seconds = time.process_time() - cpu_start
     with r.lock:  # one tally per connection slot: a slot with no request is a starved connection
@@ -189,7 +196,8 @@ def run(workload: Workload, on_tick: Callable[[Tally], None] | None = None,
     if r.connect_gate is not None:
         for _ in threads:
             r.connect_gate.release()
-    grace = time.perf_counter() + min(workload.timeout, 2.0)  # in-flight replies may land
+    # in-flight replies may land (briefly when interrupted: Ctrl-C must end the run within a second)
+    grace = time.perf_counter() + (0.3 if interrupted else min(workload.timeout, 2.0))
     for thread in threads:
         thread.join(max(grace - time.perf_counter(), 0))
     r.wake_all()

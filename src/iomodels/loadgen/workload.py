@@ -28,6 +28,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def parse_target(text: str, default_port: int = 8080) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[v6]:PORT``."""
+    if "://" in text or "/" in text:
+        raise ValueError(f"target {text!r}: TARGET is HOST:PORT (raw TCP), not a URL; "
+                         "e.g. 127.0.0.1:8080")
     host, port = text, default_port
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -37,6 +40,11 @@ def parse_target(text: str, default_port: int = 8080) -> tuple[str, int]:
         host, _, p = text.partition(":")
         port = _port(p, text)
     return host or "127.0.0.1", port
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets: ``[::1]:8080``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _port(text: str, whole: str) -> int:

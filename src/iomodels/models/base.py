@@ -79,6 +79,7 @@ class ServerStats:
     errors: int = 0  # connections that ended on an error (reset, broken pipe, ...)
     offloaded: int = 0  # jobs whose CPU work ran in the --offload pool
     worker_pids: tuple[int, ...] = ()  # the processes that ran that work
+    empty: int = 0  # of `connections`: closed without sending a byte (port probes, health checks)
 
     def __add__(self, other: ServerStats) -> ServerStats:
         return ServerStats(
@@ -88,15 +89,18 @@ class ServerStats:
             self.errors + other.errors,
             self.offloaded + other.offloaded,
             tuple(sorted({*self.worker_pids, *other.worker_pids})),
+            self.empty + other.empty,
         )
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON form; the offload fields only when something was offloaded."""
+        """The JSON form; the offload and empty fields only when there is something to say."""
         out: dict[str, object] = asdict(self)
         if not self.offloaded:
             del out["offloaded"], out["worker_pids"]
         else:
             out["worker_pids"] = list(self.worker_pids)
+        if not self.empty:
+            del out["empty"]
         return out
 
     @classmethod
@@ -112,7 +116,7 @@ class StatsCounter:
     threaded models and is uncontended elsewhere.
     """
 
-    __slots__ = ("_lock", "bytes_in", "bytes_out", "connections", "errors")
+    __slots__ = ("_lock", "bytes_in", "bytes_out", "connections", "empty", "errors")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -120,16 +124,19 @@ class StatsCounter:
         self.bytes_in = 0
         self.bytes_out = 0
         self.errors = 0
+        self.empty = 0
 
     def connection_done(self, bytes_in: int, bytes_out: int, error: bool) -> None:
         with self._lock:
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
             self.errors += error
+            self.empty += not bytes_in and not error
 
     def snapshot(self) -> ServerStats:
         with self._lock:
-            return ServerStats(self.connections, self.bytes_in, self.bytes_out, self.errors)
+            return ServerStats(self.connections, self.bytes_in, self.bytes_out, self.errors,
+                               empty=self.empty)
 
 
 class Model(ABC):

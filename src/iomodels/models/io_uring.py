@@ -84,7 +84,7 @@ class UringModel(WakeableModel):
         try:
             import uring_api
         except ImportError as exc:
-            return f"the io_uring binding is missing (pip install uring-api): {exc}"
+            return f"the io_uring binding is missing (pip install 'iomodels[io_uring]'): {exc}"
         try:
             features = uring_api.probe()
         except OSError as exc:

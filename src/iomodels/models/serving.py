@@ -65,7 +65,8 @@ def run_server(
     bound_host, bound_port = listener.getsockname()[:2]
 
     def announce() -> None:
-        print(f"{READY_PREFIX}{bound_host}:{bound_port} model={model_name}", file=out, flush=True)
+        address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        print(f"{READY_PREFIX}{address} model={model_name}", file=out, flush=True)
 
     stats = serve_until_signalled(model, listener, options.grace, on_ready=announce)
     print(STATS_PREFIX + json.dumps(stats.as_dict()), file=out, flush=True)

@@ -10,7 +10,7 @@ from rich.table import Table
 from ..results import RunStatus
 from . import format_latency
 
-__all__ = ["ALL_COLUMNS", "TERMINAL_COLUMNS", "summary_rows", "summary_tables"]
+__all__ = ["ALL_COLUMNS", "TERMINAL_COLUMNS", "summary_rows", "summary_tables", "to_csv", "to_markdown"]
 
 ALL_COLUMNS = ("scenario", "model", "family", "conns", "req/s (median)", "spread", "p50", "p99", "CPU%",
                "RSS MiB", "KiB/conn", "KiB/idle", "errors", "load CPU%", "note")
@@ -88,3 +88,29 @@ def summary_tables(summary: list[dict[str, Any]], scenarios: dict[str, Any] | No
                           style=None if status is RunStatus.OK else "red")
         tables.append(table)
     return tables
+
+
+def to_csv(summary: list[dict[str, Any]]) -> str:
+    """The whole summary table as CSV (every column of report.html, plus the status)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["status", *ALL_COLUMNS])
+    for status, cells in summary_rows(summary):
+        writer.writerow([status.value, *(cells[c] for c in ALL_COLUMNS)])
+    return buffer.getvalue()
+
+
+def to_markdown(summary: list[dict[str, Any]]) -> str:
+    """The whole summary table as a GitHub-flavoured Markdown table."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(ALL_COLUMNS) + " |",
+             "|" + "|".join("---" if c in ("scenario", "model", "family", "note") else "---:"
+                            for c in ALL_COLUMNS) + "|"]
+    for _, cells in summary_rows(summary):
+        lines.append("| " + " | ".join(cell(cells[c]) for c in ALL_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def write_html(doc: dict[str, Any], charts: list[Path], out: Path) -> Path:
+def write_html(doc: dict[str, Any], charts: list[Path], out: Path, note: str = "") -> Path:
     summary = doc["summary"]
     cfg = doc["config"]
     host = doc["host"]
@@ -82,6 +82,7 @@ def write_html(doc: dict[str, Any], charts: list[Path], out: Path) -> Path:
         f"reply verified.{preset}</p>",
         f"<ul>{how}</ul>" if how else "",
         "<h2>Charts</h2>", *(_img(p) for p in charts),
+        f"<p class='warn'>{esc(note)}</p>" if note else "",
         "<h2>Results</h2>", f"<table><tr>{head}</tr>", *body, "</table>",
         "<p>Values in brackets belong to failed runs: what the model did for the clients it served. "
         "KiB/conn = (server RSS under load - RSS before it) / connections, children included; at one or "

@@ -9,7 +9,6 @@ from typing import Any
 from rich.console import Console
 
 from ..results import SCHEMA, summarize
-from .charts import draw_charts
 from .compare_table import summary_tables
 from .html import write_html
 from .verdict import advice, verdicts
@@ -42,14 +41,23 @@ def render(doc: dict[str, Any], out: Path, console: Console | None = None,
     if write_json:
         paths["results"] = out / "results.json"
         paths["results"].write_text(json.dumps(doc, indent=1))
-    charts = draw_charts(doc, out)
+    try:
+        from .charts import draw_charts
+    except ImportError as exc:  # matplotlib is an extra: the table, the JSON and the page still come
+        charts: list[Path] = []
+        missing = f"charts skipped: {exc.name or exc} is not installed (pip install 'iomodels[charts]')"
+    else:
+        charts = draw_charts(doc, out)
+        missing = ""
     for chart in charts:
         paths[chart.stem] = chart
-    paths["html"] = write_html(doc, charts, out)
+    paths["html"] = write_html(doc, charts, out, note=missing)
     console = console or Console()
     if not console.is_terminal:  # logs and pipes: 100 columns, no highlighting of numbers
         console = Console(width=max(console.width, 100), file=console.file, highlight=False)
     print_verdict(doc, console)
+    if missing:
+        console.print(f"[yellow]{missing}[/yellow]")
     return paths
 
 

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from ..loadgen import Progress
+from ..loadgen.workload import format_address
 from . import format_latency
 
 __all__ = ["print_load_result", "progress_printer"]
@@ -37,12 +38,39 @@ def progress_printer(quiet: bool = False) -> Iterator[Callable[[Progress], None]
         yield show
 
 
-def print_load_result(result: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+def write_hgrm(result: dict[str, Any], path: str) -> None:
+    """The run's latency spectrum in HdrHistogram's standard percentile text (.hgrm), in ms."""
+    import io
+    import sys
+
+    from hdrh.histogram import HdrHistogram
+
+    histogram = HdrHistogram.decode(result["histogram"].encode("ascii"))
+    buffer = io.BytesIO()
+    histogram.output_percentile_distribution(buffer, 1000.0)  # microseconds -> milliseconds
+    if path == "-":
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.flush()
+    else:
+        with open(path, "wb") as f:
+            f.write(buffer.getvalue())
+
+
+def _console(err: bool) -> Console:
+    """Rich, but for logs and pipes: no wrapping, no highlighted numbers."""
+    probe = Console(stderr=err)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def print_load_result(result: dict[str, Any], console: Console | None = None, err: bool = False) -> None:
+    console = console or _console(err)
     w = result["workload"]
     size = str(w["size_min"]) if w["size_min"] == w["size_max"] else f"{w['size_min']}-{w['size_max']}"
     mode = f"open loop at {w['rate']:g} req/s" if w["rate"] else "closed loop"
-    console.print(f"[bold]{w['host']}:{w['port']}[/bold]  {w['connections']} connections, {size} B, "
+    address = format_address(w["host"], w["port"])
+    console.print(f"[bold]{address}[/bold]  {w['connections']} connections, {size} B, "
                   f"{mode}, engine {w['engine']} x{w['procs']}, {result['elapsed']:.2f}s measured")
     lat = result["latency_us"]
     console.print(f"  {result['requests']:,} requests   {result['requests_per_s']:,.0f} req/s   "
@@ -50,7 +78,8 @@ def print_load_result(result: dict[str, Any], console: Console | None = None) ->
     console.print("  latency  " + "  ".join(
         f"{label} {format_latency(lat[key])}" for label, key in
         (("min", "min"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99_9"),
-         ("max", "max"))))
+         ("max", "max"))) + f"   mean {format_latency(lat.get('mean'))} ± "
+        f"{format_latency(lat.get('stdev'))}")
     errors = {k: v for k, v in result["errors"].items() if v}
     console.print(f"  verified {result['bytes_verified']:,} bytes; "
                   + ("errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()) if errors

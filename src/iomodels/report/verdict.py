@@ -25,6 +25,7 @@ from ..results import RunStatus
 __all__ = ["SINGLE_RUN_NOISE", "Verdict", "advice", "verdicts"]
 
 SINGLE_RUN_NOISE = 0.15  # run-to-run spread of one model here, measured repeat to repeat (see docs)
+UNSTABLE = 0.10  # half the min-max spread above this share of the median: the repeats disagree
 GENERATOR_LIMIT = 90.0  # load generator CPU% above which it may be the bottleneck
 _LATENCY_SCENARIOS = ("idle-horde",)  # judged by the active clients' p99, lower is better
 
@@ -126,6 +127,12 @@ def scenario_verdict(scenario: str, rows: list[dict[str, Any]], repeats: int,
                 f"The load generator used {best['load_cpu_percent']:.0f}% of its core in the best runs: "
                 f"the fastest models were limited by it, not by their IO model ({more}).")
     verdict.best = [r["variant"] for r in tied]
+    unstable = [r for r in ok if r.get("ok_runs", 1) >= 2 and r.get("rps_min") is not None
+                and (r["rps_max"] - r["rps_min"]) / 2 > UNSTABLE * r["rps_median"]]
+    if unstable:  # as pyperf warns: the repeats disagree, so their median is shaky too
+        verdict.notes.append("Unstable (repeats differ by more than ±{:.0%}): {}.".format(
+            UNSTABLE, ", ".join(f"{r['variant']} ±{(r['rps_max'] - r['rps_min']) / 2 / r['rps_median']:.0%}"
+                                for r in unstable)))
     if repeats < 2:
         verdict.notes.append(
             f"One run per point (a first look): there is no measured spread, so differences under "

@@ -33,7 +33,7 @@ class GeventModel(DispatchModel):
 
     @classmethod
     def probe(cls) -> str | None:
-        return missing_module("gevent")
+        return missing_module("gevent", "'iomodels[gevent]'")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
