@@ -25,6 +25,7 @@ from ..results import RunStatus
 __all__ = ["SINGLE_RUN_NOISE", "Verdict", "advice", "verdicts"]
 
 SINGLE_RUN_NOISE = 0.15  # run-to-run spread of one model here, measured repeat to repeat (see docs)
+NEAR = 0.85  # "close enough to choose on other grounds" in the advice
 UNSTABLE = 0.10  # half the min-max spread above this share of the median: the repeats disagree
 GENERATOR_LIMIT = 90.0  # load generator CPU% above which it may be the bottleneck
 _LATENCY_SCENARIOS = ("idle-horde",)  # judged by the active clients' p99, lower is better
@@ -38,6 +39,7 @@ class Verdict:
     best: list[str] = field(default_factory=list)  # tied at the top, best first
     best_value: str = ""
     score: float = 0.0  # the best model's req/s (throughput scenarios)
+    near: list[str] = field(default_factory=list)  # not tied, but within NEAR of the best
     others: list[str] = field(default_factory=list)  # "model (0.62x)" for the rest, best first
     failed: list[str] = field(default_factory=list)  # "model: reason"
     notes: list[str] = field(default_factory=list)
@@ -121,6 +123,8 @@ def scenario_verdict(scenario: str, rows: list[dict[str, Any]], repeats: int,
         verdict.score = best["rps_median"]
         verdict.others = [f"{r['variant']} ({r['rps_median'] / best['rps_median']:.2f}x)"
                           for r in ranked if r not in tied]
+        verdict.near = [r["variant"] for r in ranked
+                        if r not in tied and r["rps_median"] >= NEAR * best["rps_median"]]
         if best.get("load_cpu_percent", 0) >= GENERATOR_LIMIT:
             more = "rerun with --procs 2" if load_cores > 1 else "this machine has no core to spare for more"
             verdict.notes.append(
@@ -154,19 +158,33 @@ def advice(found: list[Verdict]) -> str:
     parts = []
     if "backend" in by_name and by_name["backend"].best:
         v = by_name["backend"]
+        also = (f" ({_join(v.near)} within {1 - NEAR:.0%} of them: any model that overlaps the waits "
+                "will do)") if v.near else ""
+        bad = [f.split(" fails")[0] for f in v.failed if " fails" in f]
+        worst = (f"; {_join(bad)} serve{'s' if len(bad) == 1 else ''} too few clients at a time and "
+                 "get about one reply per wait each") if bad else ""
         parts.append(f"If your service mostly waits (on a database or another service), choose "
-                     f"{_join(v.best)}: a model that overlaps the waits of many clients; a model that "
-                     f"serves one client at a time gets about one reply per wait")
+                     f"{_join(v.best)}{also}{worst}")
     compute = [by_name[n] for n in ("cpu", "offload") if n in by_name and by_name[n].best]
     if compute:
         best = max(compute, key=lambda v: v.score)
-        parts.append(f"if it mostly computes, choose {_join(best.best)} ({best.scenario} scenario): "
-                     "only more processes use more than one core for Python code; threads add no "
-                     "CPU (the GIL), and one event loop runs the work of every client in turn")
+        text = (f"if it mostly computes, choose {_join(best.best)} ({best.scenario} scenario): "
+                "only more processes use more than one core for Python code; threads add no "
+                "CPU (the GIL), and one event loop runs the work of every client in turn")
+        offload = by_name.get("offload")
+        if offload is not None and offload is not best and offload.score and best.score:
+            text += (f"; handing the work to a pool ({_join(offload.best[:2])}) reached "
+                     f"{offload.score / best.score:.2f}x of that (a pool pays when the work per "
+                     "request is well above what the hand-over costs)")
+        parts.append(text)
     if "idle-horde" in by_name and by_name["idle-horde"].best:
         v = by_name["idle-horde"]
+        memory = next((n for n in v.notes if n.startswith("Memory per idle connection: ")), "")
+        held = memory.removeprefix("Memory per idle connection: ").rstrip(".").split(", ")
+        held_text = (f" (memory per idle connection from {held[0]} to {held[-1]})"
+                     if len(held) > 1 else "")
         parts.append(f"if it holds many idle clients, choose {_join(v.best)}: the smallest latency "
-                     "for the active clients while the others idle")
+                     f"for the active clients while the others idle{held_text}")
     if "echo" in by_name and by_name["echo"].best:
         v = by_name["echo"]
         parts.append(f"for pure IO on one core, {_join(v.best)} came out on top, but the concurrent "
