@@ -86,7 +86,7 @@ def test_a_url_target_says_what_target_is() -> None:
 
 def test_a_mismatch_against_an_echo_server_suggests_expect_echo() -> None:
     with ServerProcess("epoll", args=["--service", "echo"]) as srv:
-        proc = run_cli("load", f"127.0.0.1:{srv.port}", "-c", "1", "-n", "5", "-q")
+        proc = run_cli("load", f"127.0.0.1:{srv.port}", "-c", "1", "-d", "0.5", "-q")
     assert proc.returncode == 1 and "--expect echo" in proc.stderr
 
 

@@ -189,7 +189,7 @@ def test_json_output_reads_back_with_a_stable_schema(server: ServerProcess, tmp_
     assert set(doc) >= {"workload", "elapsed", "requests", "requests_per_s", "mib_per_s",
                         "latency_us", "errors", "ok", "histogram", "host", "rate",
                         "generator_cpu_percent", "bytes_verified", "connections_opened"}
-    assert set(doc["latency_us"]) == {"min", "mean", "p50", "p90", "p99", "p99_9", "max"}
+    assert set(doc["latency_us"]) == {"min", "mean", "stdev", "p50", "p90", "p99", "p99_9", "max"}
     assert set(doc["errors"]) == {"mismatch", "short", "reset", "timeout", "refused", "connect"}
     assert doc["host"]["cpus"] >= 1 and doc["host"]["python"]
     assert doc["workload"]["connections"] == 5 and doc["requests"] == 500

@@ -344,6 +344,7 @@ def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connect
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .compare import CompareConfig, build_document, run_compare, split_cores
@@ -409,9 +410,9 @@ def compare_cmd(ctx: click.Context, scenario_list: str, model_list: str, connect
                         bar.advance(task)
                         if record.status is not RunStatus.OK:
                             failures.append(record)
-                            bar.console.print(
-                                f"[yellow]{record.scenario}: {record.variant} x{record.connections}: "
-                                f"{record.status}: {record.reason}[/yellow]", soft_wrap=True)
+                            bar.console.print(escape(
+                                f"{record.scenario}: {record.variant} x{record.connections}: "
+                                f"{record.status}: {record.reason}"), style="yellow", soft_wrap=True)
                     bar.update(task, description=f"running {upcoming}")
 
                 doc = run_compare(config, on_run, runs)

@@ -274,11 +274,14 @@ class _Engine:
             return
         self.running = False
         self._update_fast()
-        now = self.measure_end = time.perf_counter()
+        self.measure_end = time.perf_counter()
         tally = self.tally
         tally.cpu_seconds = time.process_time() - self.cpu_start
         if self.workload.requests is None:  # a run bounded by time: every connection had it all
             tally.starved = self.slot_done.count(0)
+        # in flight when the window closed (closed loop: about one per connection); the oldest
+        # one's wait is what tells a stalled or starving server from a busy one
+        now = self.measure_end
         waiting = [now - c.sent_at for c in self.clients if c.expected is not None]
         tally.outstanding = len(waiting)
         tally.oldest_wait_us = int(max(waiting, default=0.0) * 1e6)

@@ -57,8 +57,10 @@ def _engine(name: str) -> Any:
 
 
 def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: Any, stop: Any) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides, and tells us through `stop`
+    # Ctrl-C (or a SIGTERM to the group) reaches every process: the parent decides, and tells us
+    # through `stop`; the run is bounded in time whatever happens to the parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         engine = _engine(workload.engine)
         base = index * _SLOTS

@@ -191,7 +191,8 @@ def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
     cpu_seconds = time.process_time() - cpu_start
     with r.lock:  # one tally per connection slot: a slot with no request is a starved connection
         starved = sum(1 for t in r.tallies if not t.requests) if workload.requests is None else 0
-    waiting = [measure_end - sent for sent in r.inflight if sent]
+
+    waiting = [measure_end - sent for sent in r.inflight if sent]  # in flight when the window closed
     r.stop.set()
     if r.connect_gate is not None:
         for _ in threads:

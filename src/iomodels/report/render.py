@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..results import SCHEMA, summarize
 from .compare_table import summary_tables
@@ -57,7 +58,7 @@ def render(doc: dict[str, Any], out: Path, console: Console | None = None,
         console = Console(width=max(console.width, 100), file=console.file, highlight=False)
     print_verdict(doc, console)
     if missing:
-        console.print(f"[yellow]{missing}[/yellow]")
+        console.print(f"[yellow]{escape(missing)}[/yellow]")
     return paths
 
 
@@ -68,7 +69,8 @@ def print_verdict(doc: dict[str, Any], console: Console) -> None:
     found = verdicts(doc["summary"], doc["config"].get("repeat", 1), len(doc["pinning"]["load_cores"]))
     console.print("[bold]Verdict[/bold]" + (" (partial: interrupted)" if doc.get("partial") else ""))
     for v in found:
-        console.print(f"[bold]{v.scenario}[/bold]: " + " ".join(v.sentences()), soft_wrap=False)
+        console.print(f"[bold]{escape(v.scenario)}[/bold]: " + escape(" ".join(v.sentences())),
+                      soft_wrap=False)
     text = advice(found)
     if text:
-        console.print(text)
+        console.print(text, markup=False)

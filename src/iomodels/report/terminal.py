@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from ..loadgen import Progress
@@ -69,7 +70,7 @@ def print_load_result(result: dict[str, Any], console: Console | None = None, er
     w = result["workload"]
     size = str(w["size_min"]) if w["size_min"] == w["size_max"] else f"{w['size_min']}-{w['size_max']}"
     mode = f"open loop at {w['rate']:g} req/s" if w["rate"] else "closed loop"
-    address = format_address(w["host"], w["port"])
+    address = escape(format_address(w["host"], w["port"]))
     console.print(f"[bold]{address}[/bold]  {w['connections']} connections, {size} B, "
                   f"{mode}, engine {w['engine']} x{w['procs']}, {result['elapsed']:.2f}s measured")
     lat = result["latency_us"]
@@ -86,10 +87,11 @@ def print_load_result(result: dict[str, Any], console: Console | None = None, er
                      else "no errors")
                   + f"; generator CPU {result['generator_cpu_percent']:.0f}%")
     starved, outstanding = result.get("starved_connections", 0), result.get("outstanding", 0)
-    if starved or outstanding:
+    oldest = result.get("oldest_outstanding_us", 0)
+    if starved or oldest >= 500_000 * result["elapsed"]:  # someone waited half the run or more
         console.print(f"  [yellow]{starved} of {w['connections']} connections completed no request; "
-                      f"{outstanding} requests still unanswered at the end (oldest waited "
-                      f"{format_latency(result.get('oldest_outstanding_us', 0))})[/yellow]")
+                      f"{outstanding} requests were in flight at the end, the oldest for "
+                      f"{format_latency(oldest)}[/yellow]")
     rate = result.get("rate")
     if rate and not rate["kept"]:
         console.print(f"[yellow]target rate not kept: {rate['achieved']:,.0f} of {rate['target']:,.0f} "
