@@ -37,6 +37,7 @@ def main() -> None:
 def models_cmd() -> None:
     """List the IO models: family, whether they run here (or why not), what they are."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .models import describe
@@ -46,7 +47,8 @@ def models_cmd() -> None:
         table.add_column(column)
     for name in REGISTRY:
         info = describe(name)
-        status = "[green]yes[/green]" if info.available else f"[red]no[/red]: {info.unavailable}"
+        reason = escape(info.unavailable or "")
+        status = "[green]yes[/green]" if info.available else f"[red]no[/red]: {reason}"
         table.add_row(name, info.family, status, info.summary)
     Console().print(table)
 
