@@ -223,3 +223,16 @@ def test_unknown_or_empty_scenario_is_a_usage_error() -> None:
         assert proc.returncode == 2 and "--scenario" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("compare", "--scenario", "echo", "--latency-ms", "5")
     assert proc.returncode == 2 and "changes the backend scenario" in proc.stderr
+
+
+def test_a_model_that_spins_a_core_to_keep_up_is_named_and_not_advised() -> None:
+    from iomodels.report.verdict import advice, verdicts
+
+    summary = [_row("nonblocking", 9_400, 100, scenario="backend", cpu_percent=99.6),
+               _row("epoll", 9_350, 100, scenario="backend", cpu_percent=35.0),
+               _row("uvloop", 8_500, 50, scenario="backend", cpu_percent=40.0)]
+    [v] = verdicts(summary, repeats=3)
+    assert v.best == ["nonblocking", "epoll"] and v.costly == ["nonblocking"]
+    assert any("burning a core (100% CPU" in n for n in v.notes)
+    text = advice([v])
+    assert "choose epoll" in text and "not nonblocking, which kept up only by burning a core" in text

@@ -24,6 +24,7 @@ from ..results import RunStatus
 
 __all__ = ["SINGLE_RUN_NOISE", "Verdict", "advice", "verdicts"]
 
+SPINNING = 1.8  # CPU% this many times the typical model's (and >= 90%): it spins to keep up
 SINGLE_RUN_NOISE = 0.15  # run-to-run spread of one model here, measured repeat to repeat (see docs)
 NEAR = 0.85  # "close enough to choose on other grounds" in the advice
 UNSTABLE = 0.10  # half the min-max spread above this share of the median: the repeats disagree
@@ -40,6 +41,11 @@ class Verdict:
     best_value: str = ""
     score: float = 0.0  # the best model's req/s (throughput scenarios)
     near: list[str] = field(default_factory=list)  # not tied, but within NEAR of the best
+    costly: list[str] = field(default_factory=list)  # among those, the ones that spun a core to get there
+
+    def recommended(self) -> list[str]:
+        """The best, less those that bought their place with a spinning core (if any are left)."""
+        return [v for v in self.best if v not in self.costly] or self.best
     others: list[str] = field(default_factory=list)  # "model (0.62x)" for the rest, best first
     failed: list[str] = field(default_factory=list)  # "model: reason"
     notes: list[str] = field(default_factory=list)
@@ -131,6 +137,19 @@ def scenario_verdict(scenario: str, rows: list[dict[str, Any]], repeats: int,
                 f"The load generator used {best['load_cpu_percent']:.0f}% of its core in the best runs: "
                 f"the fastest models were limited by it, not by their IO model ({more}).")
     verdict.best = [r["variant"] for r in tied]
+    # a result bought by spinning a core is not the same answer: name it, and advise the others
+    cpus = sorted(r["cpu_percent"] for r in ok if r.get("cpu_percent") is not None)
+    if cpus:
+        typical = cpus[len(cpus) // 2]
+        contenders = verdict.best + verdict.near
+        spinners = [r for r in ok if r.get("cpu_percent") is not None and r["cpu_percent"] >= 90
+                    and r["cpu_percent"] >= SPINNING * typical and r["variant"] in contenders]
+        if spinners:
+            verdict.costly = [r["variant"] for r in spinners]
+            verdict.notes.append(
+                f"{_join(verdict.costly)} got there by burning a core ("
+                + ", ".join(f"{r['cpu_percent']:.0f}%" for r in spinners)
+                + f" CPU, where the typical model used {typical:.0f}%).")
     unstable = [r for r in ok if r.get("ok_runs", 1) >= 2 and r.get("rps_min") is not None
                 and (r["rps_max"] - r["rps_min"]) / 2 > UNSTABLE * r["rps_median"]]
     if unstable:  # as pyperf warns: the repeats disagree, so their median is shaky too
@@ -158,17 +177,19 @@ def advice(found: list[Verdict]) -> str:
     parts = []
     if "backend" in by_name and by_name["backend"].best:
         v = by_name["backend"]
-        also = (f" ({_join(v.near)} within {1 - NEAR:.0%} of them: any model that overlaps the waits "
-                "will do)") if v.near else ""
+        near = [n for n in v.near if n not in v.costly]
+        also = (f" ({_join(near)} within {1 - NEAR:.0%} of them: any model that overlaps the waits "
+                "will do)") if near else ""
+        spin = (f"; not {_join(v.costly)}, which kept up only by burning a core") if v.costly else ""
         bad = [f.split(" fails")[0] for f in v.failed if " fails" in f]
         worst = (f"; {_join(bad)} serve{'s' if len(bad) == 1 else ''} too few clients at a time and "
                  "get about one reply per wait each") if bad else ""
         parts.append(f"If your service mostly waits (on a database or another service), choose "
-                     f"{_join(v.best)}{also}{worst}")
+                     f"{_join(v.recommended())}{also}{spin}{worst}")
     compute = [by_name[n] for n in ("cpu", "offload") if n in by_name and by_name[n].best]
     if compute:
         best = max(compute, key=lambda v: v.score)
-        text = (f"if it mostly computes, choose {_join(best.best)} ({best.scenario} scenario): "
+        text = (f"if it mostly computes, choose {_join(best.recommended())} ({best.scenario} scenario): "
                 "only more processes use more than one core for Python code; threads add no "
                 "CPU (the GIL), and one event loop runs the work of every client in turn")
         offload = by_name.get("offload")
@@ -183,11 +204,11 @@ def advice(found: list[Verdict]) -> str:
         held = memory.removeprefix("Memory per idle connection: ").rstrip(".").split(", ")
         held_text = (f" (memory per idle connection from {held[0]} to {held[-1]})"
                      if len(held) > 1 else "")
-        parts.append(f"if it holds many idle clients, choose {_join(v.best)}: the smallest latency "
+        parts.append(f"if it holds many idle clients, choose {_join(v.recommended())}: the smallest latency "
                      f"for the active clients while the others idle{held_text}")
     if "echo" in by_name and by_name["echo"].best:
         v = by_name["echo"]
-        parts.append(f"for pure IO on one core, {_join(v.best)} came out on top, but the concurrent "
+        parts.append(f"for pure IO on one core, {_join(v.recommended())} came out on top, but the concurrent "
                      "models are close there; decide on the other scenarios")
     if not parts:
         return ""
