@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 		{ echo "iomodels needs Python 3.11+; set PYTHON=python3.11 (or newer)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,locust,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
