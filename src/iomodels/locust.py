@@ -81,7 +81,8 @@ class UpperEchoUser(User):
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            self._fire(0.0, 0, ReplyError("refused" if isinstance(exc, ConnectionRefusedError) else "connect"))
+            kind = "refused" if isinstance(exc, ConnectionRefusedError) else "connect"
+            self._fire(0.0, 0, ReplyError(kind))
             raise StopUser() from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
