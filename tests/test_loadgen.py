@@ -279,3 +279,16 @@ def test_merge_adds_counts_and_merges_histograms_exactly(tmp_path) -> None:
     assert "overlap by" in proc.stderr  # one after the other: their rates do not add up
     bad = run_cli("merge", str(a), str(tmp_path / "nope.json"))
     assert bad.returncode == 1 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("engine", ["uvloop", "threads"])
+def test_open_loop_counts_requests_that_came_due_but_were_never_sent(engine: str) -> None:
+    """2 connections to a server that holds each reply 50 ms can complete ~40 req/s; at 400 req/s
+    the rest come due while their connection still waits: counted as missed, not hidden."""
+    with ServerProcess("epoll", args=["--latency-ms", "50"]) as srv:
+        result = run_load(Workload(port=srv.port, connections=2, rate=400.0, duration=1.5, engine=engine,
+                                   size_min=64, size_max=64))
+    rate = result["rate"]
+    assert not rate["kept"] and rate["missed"] > 0
+    due = 400.0 * result["elapsed"]
+    assert 0.8 * due <= result["requests"] + rate["missed"] <= 1.2 * due, (result["requests"], rate)

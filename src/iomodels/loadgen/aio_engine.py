@@ -285,6 +285,12 @@ class _Engine:
         waiting = [now - c.sent_at for c in self.clients if c.expected is not None]
         tally.outstanding = len(waiting)
         tally.oldest_wait_us = int(max(waiting, default=0.0) * 1e6)
+        if self.interval:  # open loop: due times that passed before the previous reply came
+            interval = self.interval
+            for c in self.clients:
+                nxt = max(c.due + interval, self.measure_start)
+                if nxt <= now:
+                    tally.missed += int((now - nxt) / interval) + 1
         for client in tuple(self.clients):
             if client.expected is None:
                 client.transport.close()

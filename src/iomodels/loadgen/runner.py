@@ -208,6 +208,9 @@ def build_result(workload: Workload, tally: Tally, elapsed: float, cpu_seconds: 
             "target": workload.rate,
             "achieved": round(rps, 1),
             "kept": rps >= 0.95 * workload.rate,
+            # came due in the window but never went out: a connection still waited for its
+            # previous reply (the server) or the generator could not keep up
+            "missed": tally.missed,
         }
     return result
 

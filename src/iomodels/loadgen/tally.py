@@ -36,6 +36,7 @@ class Tally:
     starved: int = 0  # connections that completed no request in the measured window
     outstanding: int = 0  # requests still unanswered when the run ended
     oldest_wait_us: int = 0  # how long the oldest of them had waited by then
+    missed: int = 0  # open loop: requests that came due in the window but were never sent
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     latencies: Counter[int] = field(default_factory=Counter)  # microseconds -> count
     histogram: HdrHistogram = field(default_factory=new_histogram)
@@ -75,6 +76,7 @@ class Tally:
             "starved": self.starved,
             "outstanding": self.outstanding,
             "oldest_wait_us": self.oldest_wait_us,
+            "missed": self.missed,
             "errors": dict(self.errors),
             "histogram": self.histogram.encode().decode("ascii"),
         }
@@ -87,6 +89,7 @@ class Tally:
         tally.starved = data.get("starved", 0)
         tally.outstanding = data.get("outstanding", 0)
         tally.oldest_wait_us = data.get("oldest_wait_us", 0)
+        tally.missed = data.get("missed", 0)
         tally.histogram = HdrHistogram.decode(data["histogram"].encode("ascii"))
         return tally
 
@@ -101,6 +104,7 @@ class Tally:
         self.starved += other.starved
         self.outstanding += other.outstanding
         self.oldest_wait_us = max(self.oldest_wait_us, other.oldest_wait_us)
+        self.missed += other.missed
         for kind, count in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + count
         self.histogram.add(other.histogram)

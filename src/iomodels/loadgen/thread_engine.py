@@ -33,6 +33,7 @@ class _Run:
         self.total = 0  # measured requests over all threads (for --requests)
         self.connect_gate = threading.Semaphore(0) if workload.connect_rate else None
         self.inflight = [0.0] * workload.connections  # per slot: when its unanswered request went out
+        self.next_due = [0.0] * workload.connections  # per slot (open loop): when its next request is due
 
     def connection(self, index: int) -> None:
         w = self.workload
@@ -104,6 +105,7 @@ class _Run:
                         tally.latencies[int((now - start) * 1e6)] += 1
                     if interval:
                         due += interval
+                        self.next_due[index] = due
             except EOFError:
                 if not self.stop.is_set():
                     tally.error("short")
@@ -193,6 +195,13 @@ def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
         starved = sum(1 for t in r.tallies if not t.requests) if workload.requests is None else 0
 
     waiting = [measure_end - sent for sent in r.inflight if sent]  # in flight when the window closed
+    missed = 0
+    if workload.rate:  # open loop: due times that passed before the previous reply came
+        interval = workload.connections / workload.rate
+        for nxt in r.next_due:
+            nxt = max(nxt, measure_start)
+            if nxt <= measure_end:
+                missed += int((measure_end - nxt) / interval) + 1
     r.stop.set()
     if r.connect_gate is not None:
         for _ in threads:
@@ -210,5 +219,6 @@ def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
     total.cpu_seconds = cpu_seconds
     total.starved = starved
     total.outstanding = len(waiting)
+    total.missed = missed
     total.oldest_wait_us = int(max(waiting, default=0.0) * 1e6)
     return total, max(measure_end - measure_start, 1e-9)

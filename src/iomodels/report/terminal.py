@@ -95,5 +95,6 @@ def print_load_result(result: dict[str, Any], console: Console | None = None, er
     rate = result.get("rate")
     if rate and not rate["kept"]:
         console.print(f"[yellow]target rate not kept: {rate['achieved']:,.0f} of {rate['target']:,.0f} "
-                      "req/s. Latencies count from each request's due time, so the queueing shows in "
-                      "them; if the generator CPU is near 100% per process, add --procs.[/yellow]")
+                      f"req/s; {rate.get('missed', 0):,} requests came due but were never sent. "
+                      "Latencies count from each request's due time, so the queueing shows in them; "
+                      "if the generator CPU is near 100% per process, add --procs.[/yellow]")
