@@ -82,6 +82,8 @@ def test_prefork_replaces_a_worker_that_dies() -> None:
                 assert roundtrip(sock, b"ok?") == b"OK?"
         assert srv.stop() == 0
     assert any("died (killed by SIGKILL); starting a new one" in line for line in srv.lines)
+    assert srv.stats is not None
+    assert srv.stats["workers_died"] == 1 and srv.stats["workers_replaced"] == 1, srv.stats
 
 
 def test_prefork_stop_reaps_every_worker() -> None:

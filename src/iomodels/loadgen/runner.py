@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import queue
+import resource
 import signal
 import socket
 import time
@@ -81,6 +82,28 @@ def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: 
         results.put((index, None, 0.0, 0.0, traceback.format_exc()))
 
 
+_FD_RESERVE = 64  # descriptors a load process needs besides its connections (pipes, the loop, files)
+
+
+def check_fd_limit(workload: Workload) -> None:
+    """Refuse, with the limit named, a connection count the open-files limit cannot hold.
+
+    The soft limit is raised to the hard one first (workers inherit it); each worker process holds
+    its share of the connections, so the figure that matters is the largest share."""
+    from ..net import raise_fd_limit
+
+    soft = raise_fd_limit()
+    per_process = -(-workload.connections // workload.procs)
+    if per_process + _FD_RESERVE > soft:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        most = max(soft - _FD_RESERVE, 1) * workload.procs
+        raise LoadError(
+            f"{workload.connections:,} connections need about {per_process + _FD_RESERVE:,} open files per "
+            f"load process, but the limit here is {soft:,} (RLIMIT_NOFILE, hard limit {hard:,}): use at "
+            f"most {most:,} connections with --procs {workload.procs}, more --procs, or raise the "
+            "limit (ulimit -n)")
+
+
 def preflight(host: str, port: int, timeout: float = 3.0) -> None:
     """Fail early, with advice, when nothing answers at HOST:PORT."""
     try:
@@ -100,6 +123,7 @@ def preflight(host: str, port: int, timeout: float = 3.0) -> None:
 def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None = None,
              check_target: bool = True) -> dict[str, Any]:
     """Run ``workload``; return the result document (see ``docs/load.md``)."""
+    check_fd_limit(workload)
     if check_target:
         preflight(workload.host, workload.port, min(workload.timeout, 3.0))
     _engine(workload.engine)  # fail fast on a bad name

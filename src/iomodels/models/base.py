@@ -80,6 +80,8 @@ class ServerStats:
     offloaded: int = 0  # jobs whose CPU work ran in the --offload pool
     worker_pids: tuple[int, ...] = ()  # the processes that ran that work
     empty: int = 0  # of `connections`: closed without sending a byte (port probes, health checks)
+    workers_died: int = 0  # prefork: workers that ended without their statistics (killed, crashed)
+    workers_replaced: int = 0  # prefork: workers started again in their place
 
     def __add__(self, other: ServerStats) -> ServerStats:
         return ServerStats(
@@ -90,6 +92,8 @@ class ServerStats:
             self.offloaded + other.offloaded,
             tuple(sorted({*self.worker_pids, *other.worker_pids})),
             self.empty + other.empty,
+            self.workers_died + other.workers_died,
+            self.workers_replaced + other.workers_replaced,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -99,8 +103,9 @@ class ServerStats:
             del out["offloaded"], out["worker_pids"]
         else:
             out["worker_pids"] = list(self.worker_pids)
-        if not self.empty:
-            del out["empty"]
+        for key in ("empty", "workers_died", "workers_replaced"):
+            if not out[key]:
+                del out[key]
         return out
 
     @classmethod

@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import traceback
+from dataclasses import replace
 from typing import Any
 
 from ..net import make_listener
@@ -71,6 +72,8 @@ class PreforkModel(Model):
         self._children: dict[int, tuple[int, int]] = {}  # pid -> (slot, stats pipe read end)
         self._stopping = False
         self._total = ServerStats()
+        self._died = 0  # workers that ended without their statistics (killed, crashed)
+        self._replaced = 0
 
     def serve(self, listener: socket.socket) -> ServerStats:
         self._listener = listener
@@ -84,19 +87,26 @@ class PreforkModel(Model):
             if pid not in self._children:
                 continue
             slot, pipe = self._children.pop(pid)
-            self._collect(pipe)
+            clean = self._collect(pipe)
+            if not clean:
+                self._died += 1
             if not self._stopping:
+                self._replaced += 1
                 log.warning("worker %d (pid %d) died (%s); starting a new one", slot, pid,
                             _describe(status))
                 self._spawn(slot)
         listener.close()
-        return self._total + self.stats.snapshot()
+        total = self._total + self.stats.snapshot()
+        return replace(total, workers_died=self._died, workers_replaced=self._replaced)
 
-    def _collect(self, pipe: int) -> None:
+    def _collect(self, pipe: int) -> bool:
+        """Add a worker's statistics; False if it died without sending them."""
         with contextlib.closing(os.fdopen(pipe, "rb")) as f:
             data = f.read()
-        if data:
-            self._total = self._total + ServerStats.from_dict(json.loads(data))
+        if not data:
+            return False
+        self._total = self._total + ServerStats.from_dict(json.loads(data))
+        return True
 
     def _spawn(self, slot: int) -> None:
         read_end, write_end = os.pipe()
