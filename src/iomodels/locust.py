@@ -36,7 +36,7 @@ from locust.exception import StopUser
 
 from iomodels.hostinfo import host_facts
 from iomodels.loadgen.runner import LOST_KINDS, SCHEMA
-from iomodels.loadgen.tally import ERROR_KINDS, PERCENTILES, new_histogram
+from iomodels.loadgen.tally import ERROR_KINDS, histogram_summary, new_histogram
 from iomodels.loadgen.workload import parse_target
 
 __all__ = ["UpperEchoUser"]
@@ -197,12 +197,7 @@ def _write(environment: Any, **kwargs: Any) -> None:
 def _result(environment: Any) -> dict[str, Any]:
     histogram = _merged["histogram"]
     elapsed = max((_merged["last"] or 0) - (_merged["first"] or 0), 1e-9)
-    latency = dict.fromkeys(("min", "mean", "stdev", *PERCENTILES, "max"), 0.0)
-    if histogram.get_total_count():
-        latency = {"min": float(histogram.get_min_value()), "mean": round(histogram.get_mean_value(), 1),
-                   "stdev": round(histogram.get_stddev(), 1)}
-        latency |= {name: float(histogram.get_value_at_percentile(p)) for name, p in PERCENTILES.items()}
-        latency["max"] = float(histogram.get_max_value())
+    latency = histogram_summary(histogram)
     options = environment.parsed_options
     host, port = parse_target((environment.host or UpperEchoUser.host).removeprefix("tcp://").rstrip("/"))
     lost = sum(_merged["errors"].get(k, 0) for k in LOST_KINDS)

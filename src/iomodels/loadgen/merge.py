@@ -14,7 +14,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from .runner import LOST_KINDS, SCHEMA
-from .tally import ERROR_KINDS, PERCENTILES, new_histogram
+from .tally import ERROR_KINDS, histogram_summary, new_histogram
 
 __all__ = ["MergeError", "merge_results"]
 
@@ -57,13 +57,7 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
         overlap = round(max(0.0, end - start) / longest, 3) if longest > 0 else 0.0
     requests = sum(doc["requests"] for doc in docs)
     elapsed = max(doc["elapsed"] for doc in docs)
-    count = histogram.get_total_count()
-    latency = dict.fromkeys(("min", "mean", "stdev", *PERCENTILES, "max"), 0.0)
-    if count:
-        latency = {"min": float(histogram.get_min_value()), "mean": round(histogram.get_mean_value(), 1),
-                   "stdev": round(histogram.get_stddev(), 1)}
-        latency |= {name: float(histogram.get_value_at_percentile(p)) for name, p in PERCENTILES.items()}
-        latency["max"] = float(histogram.get_max_value())
+    latency = histogram_summary(histogram)
     lost = sum(errors.get(k, 0) for k in LOST_KINDS)
     first = docs[0]
     workload = dict(first["workload"])

@@ -15,7 +15,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["ERROR_KINDS", "PERCENTILES", "Tally", "new_histogram"]
+__all__ = ["ERROR_KINDS", "PERCENTILES", "Tally", "histogram_summary", "new_histogram"]
 
 ERROR_KINDS = ("mismatch", "short", "reset", "timeout", "refused", "connect")
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
@@ -117,12 +117,16 @@ class Tally:
     def latency_summary(self) -> dict[str, float]:
         """min, mean, standard deviation, percentiles and max, in microseconds (zeros when empty)."""
         self.close()
-        h = self.histogram
-        if not h.get_total_count():
-            return dict.fromkeys(("min", "mean", "stdev", *PERCENTILES, "max"), 0.0)
-        summary = {"min": float(h.get_min_value()), "mean": round(h.get_mean_value(), 1),
-                   "stdev": round(h.get_stddev(), 1)}
-        for name, pct in PERCENTILES.items():
-            summary[name] = float(h.get_value_at_percentile(pct))
-        summary["max"] = float(h.get_max_value())
-        return summary
+        return histogram_summary(self.histogram)
+
+
+def histogram_summary(h: HdrHistogram) -> dict[str, float]:
+    """min, mean, standard deviation, percentiles and max of ``h`` (zeros when it is empty)."""
+    if not h.get_total_count():
+        return dict.fromkeys(("min", "mean", "stdev", *PERCENTILES, "max"), 0.0)
+    summary = {"min": float(h.get_min_value()), "mean": round(h.get_mean_value(), 1),
+               "stdev": round(h.get_stddev(), 1)}
+    for name, pct in PERCENTILES.items():
+        summary[name] = float(h.get_value_at_percentile(pct))
+    summary["max"] = float(h.get_max_value())
+    return summary
