@@ -246,11 +246,13 @@ def test_only_the_main_thread_can_receive_a_stop_signal(model: str, args: list[s
         assert srv.stop() == 0
 
 
-@pytest.mark.parametrize("model", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("model", ["asyncio", "uvloop", "epoll", "select", "poll", "sigio", "io_uring",
+                                   "nonblocking"])
 def test_out_of_file_descriptors_the_loop_pauses_accepting_instead_of_spinning(model: str) -> None:
     """At the fd limit CPython's own accept loop retried once per backlog slot and logged a traceback
-    each time (~50,000 lines/s, 95% CPU); uvloop accepted and closed clients silently. Ours pauses
-    the listener, logs once a second, keeps serving the clients it has and resumes when fds free."""
+    each time (~50,000 lines/s, 95% CPU); uvloop accepted and closed clients silently; the readiness
+    loops and io_uring slept 10 ms inside the loop (every client paid it). Ours pause the listener,
+    log once a second, keep serving the clients they have and resume when fds free."""
     import resource
     import subprocess
     import sys
@@ -283,7 +285,8 @@ def test_out_of_file_descriptors_the_loop_pauses_accepting_instead_of_spinning(m
             time.sleep(0.01)
         cpu = server.cpu_percent(None)
         latencies.sort()
-        assert cpu < 20, f"{cpu:.0f}% CPU while at the fd limit"
+        if model != "nonblocking":  # busy polling spins by design, limit or not
+            assert cpu < 20, f"{cpu:.0f}% CPU while at the fd limit"
         assert latencies[int(len(latencies) * 0.99)] < 0.005
         for sock in horde[:150]:
             sock.close()

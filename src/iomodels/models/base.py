@@ -15,6 +15,7 @@ on a second signal.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import socket
 import threading
 from abc import ABC, abstractmethod
@@ -25,10 +26,11 @@ from ..costs import RequestCost, Work
 from ..net import Waker
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
-__all__ = ["Model", "ServeOptions", "ServerStats", "StatsCounter", "WakeableModel", "missing_module",
-           "model_options"]
+__all__ = ["AcceptPause", "Model", "ServeOptions", "ServerStats", "StatsCounter", "WakeableModel",
+           "missing_module", "model_options"]
 
 NO_COST = RequestCost()
+_log = logging.getLogger("iomodels.models")
 READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
 
 
@@ -202,6 +204,38 @@ class WakeableModel(Model):
     def abort(self) -> None:
         self._abort_requested = True
         self._waker.poke()
+
+
+class AcceptPause:
+    """Out of file descriptors: stop watching the listener, say so at most once a second, and
+    watch it again after ``RETRY`` seconds or as soon as a connection closes (a descriptor is free).
+
+    A level-triggered listener stays "ready" while accept fails with EMFILE: retrying at once spins
+    the loop at 100% and floods the log; sleeping in the loop stalls every client it serves. The
+    pending clients wait in the kernel's backlog meanwhile; none is accepted and dropped.
+    """
+
+    RETRY = 0.1
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.resume_at = 0.0
+        self._failures = 0
+        self._logged = -1e9
+
+    def pause(self, exc: OSError, now: float) -> None:
+        self.paused = True
+        self.resume_at = now + self.RETRY
+        self._failures += 1
+        if now - self._logged >= 1.0:
+            _log.warning("accept failed (%s): out of file descriptors or memory; pausing accepts until "
+                         "a connection closes (%d times since the last message)", exc.strerror,
+                         self._failures)
+            self._logged, self._failures = now, 0
+
+    def timeout(self, now: float) -> float | None:
+        """Seconds until the listener should be tried again (None: not paused)."""
+        return max(0.0, self.resume_at - now) if self.paused else None
 
 
 def missing_module(module: str, package: str | None = None) -> str | None:

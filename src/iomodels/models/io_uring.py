@@ -43,7 +43,7 @@ from typing import Any
 
 from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
 from ..service import Next, Phase, Session
-from .base import ServerStats, WakeableModel
+from .base import AcceptPause, ServerStats, WakeableModel
 from .deferred import Deferred
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class UringModel(WakeableModel):
         self._conns: set[_Connection] = set()
         self._starved: deque[_Connection] = deque()  # recvs that found the buffer pool empty
         self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
+        self._pause = AcceptPause()
 
     # -- the loop --------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> ServerStats:
@@ -115,15 +116,19 @@ class UringModel(WakeableModel):
         ring.prepare_recv(wake_fd, wake_buf, 0, _WAKE)
         self._waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         self._listener: socket.socket | None = listener
-        self._accept = ring.prepare_accept_multishot(listener.fileno(), 0, _ACCEPT)
+        self._accept: Any = ring.prepare_accept_multishot(listener.fileno(), 0, _ACCEPT)
         self._stopping = False
         kind_recv = uring_api.COMPLETION_KIND_RECV_MULTISHOT
         kind_send = uring_api.COMPLETION_KIND_SEND_ALL
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         try:
             while not (self._stopping and not self._conns and self._listener is None):
+                timeout = deferred.timeout() if deferred is not None else None
+                if self._pause.paused:
+                    retry = self._pause.timeout(time.monotonic())
+                    timeout = retry if timeout is None else min(timeout, retry)
                 try:
-                    batch = ring.wait(deferred.timeout() if deferred is not None else None) or ()
+                    batch = ring.wait(timeout) or ()
                 except InterruptedError:  # a signal handler ran (and may have poked the waker)
                     continue
                 for c in batch:
@@ -141,6 +146,8 @@ class UringModel(WakeableModel):
                         # cancel acknowledgements carry no user data: nothing to do
                 if self._starved:
                     self._rearm_starved()
+                if self._pause.paused and time.monotonic() >= self._pause.resume_at:
+                    self._resume_accepting()
                 if deferred is not None:
                     for conn in deferred.take_due():
                         if conn in self._conns:
@@ -157,7 +164,11 @@ class UringModel(WakeableModel):
     def _on_wake(self, wake_fd: int, wake_buf: bytearray) -> None:
         if self._stop_requested and not self._stopping:
             self._stopping = True
-            self._ring.prepare_cancel(self._accept)
+            if self._accept is not None:
+                self._ring.prepare_cancel(self._accept)  # its last completion closes the listener
+            elif self._listener is not None:  # paused for a shortage: no accept in flight
+                close_quietly(self._listener)
+                self._listener = None
             for conn in tuple(self._conns):
                 conn.session.stop()
                 if conn.session.wants_input and conn.recv is None and not conn.error:
@@ -185,18 +196,30 @@ class UringModel(WakeableModel):
                 self._maybe_close(conn)
             else:
                 self._arm_recv(conn)
-        elif -res in SHORTAGE_ERRNOS:
-            log.warning("accept failed (%s): out of file descriptors or memory", os.strerror(-res))
-            time.sleep(0.01)  # the re-armed accept would fail again at once: do not spin flat out
+        elif -res in SHORTAGE_ERRNOS:  # re-armed at once it would fail again: see AcceptPause
+            self._pause.pause(OSError(-res, os.strerror(-res)), time.monotonic())
+            if c.flags & self._u.IORING_CQE_F_MORE:
+                self._ring.prepare_cancel(self._accept)
         if not c.flags & self._u.IORING_CQE_F_MORE:  # the multishot accept ended
             c.take_user_data()
+            self._accept = None
             if self._listener is not None:
                 if self._stopping:
                     close_quietly(self._listener)
                     self._listener = None
-                else:
-                    self._accept = self._ring.prepare_accept_multishot(
-                        self._listener.fileno(), 0, _ACCEPT)
+                elif not self._pause.paused:
+                    self._arm_accept()
+
+    def _arm_accept(self) -> None:
+        assert self._listener is not None
+        self._accept = self._ring.prepare_accept_multishot(self._listener.fileno(), 0, _ACCEPT)
+
+    def _resume_accepting(self) -> None:
+        """After a shortage: accept again (a timer ran out, or a connection closed)."""
+        if self._pause.paused and not self._stopping and self._listener is not None:
+            self._pause.paused = False
+            if self._accept is None:
+                self._arm_accept()
 
     def _rearm_starved(self) -> None:
         """Re-arm starved recvs oldest first, no more than the pool can feed at once (fair, and
@@ -343,3 +366,5 @@ class UringModel(WakeableModel):
         self._conns.discard(conn)
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, conn.error or force)
+        if self._pause.paused:  # a descriptor is free: accept again now
+            self._resume_accepting()

@@ -15,7 +15,6 @@ transport calls ``pause_writing`` and we stop reading from that client; at
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from abc import abstractmethod
@@ -26,11 +25,9 @@ from asyncio import AbstractEventLoop, BufferedProtocol, Event, get_running_loop
 from typing import Any
 
 from ...net import SHORTAGE_ERRNOS
-from ..base import Model, ServerStats
+from ..base import AcceptPause, Model, ServerStats
 
-log = logging.getLogger(__name__)
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener
-_RETRY_ACCEPT = 0.1  # seconds before trying the listener again after a shortage
 
 __all__ = ["ProtocolModel", "ServiceProtocol"]
 
@@ -247,8 +244,7 @@ class ProtocolModel(Model):
         self._stop_early = False  # stop() came before the loop ran
         self._listener: socket.socket | None = None
         self._accepting = True
-        self._shortages = 0  # accepts that failed for want of file descriptors since the last log line
-        self._shortage_logged = -1e9
+        self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
 
     @property
@@ -323,14 +319,8 @@ class ProtocolModel(Model):
         loop = self.loop
         loop.remove_reader(self._listener.fileno())
         self._accepting = False
-        self._shortages += 1
-        now = loop.time()
-        if now - self._shortage_logged >= 1.0:
-            log.warning("accept failed (%s): out of file descriptors or memory; pausing accepts until "
-                        "a connection closes (%d times since the last message)", exc.strerror,
-                        self._shortages)
-            self._shortage_logged, self._shortages = now, 0
-        loop.call_later(_RETRY_ACCEPT, self.resume_accepting)
+        self._pause.pause(exc, loop.time())
+        loop.call_later(AcceptPause.RETRY, self.resume_accepting)
 
     def resume_accepting(self) -> None:
         """Watch the listener again (after a pause for a shortage of file descriptors)."""

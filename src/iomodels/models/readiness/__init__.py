@@ -38,7 +38,7 @@ from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
 from ...service import Next, Phase, Session
-from ..base import ServeOptions, ServerStats, WakeableModel
+from ..base import AcceptPause, ServeOptions, ServerStats, WakeableModel
 from ..deferred import Deferred
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
@@ -109,6 +109,8 @@ class ReadinessModel(WakeableModel):
         self._conns: dict[int, _Connection] = {}
         self._refused_logged = 0.0
         self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
+        self._pause = AcceptPause()
+        self._stopping = False
 
     @abstractmethod
     def new_wait(self) -> Wait:
@@ -126,31 +128,40 @@ class ReadinessModel(WakeableModel):
         wait.add(wfd, READ)
         conns = self._conns
         deferred = self._deferred = Deferred(waker.poke) if self.work is not None else None
-        stopping = False
+        pause = self._pause
+        self._listener, self._lfd = listener, lfd
+        stopping = self._stopping = False
         if self._edge:  # connections queued before we watched the listener raised no event
             self._accept(listener)
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
             while not (stopping and not conns):
-                for fd, events in wait.wait(deferred.timeout() if deferred is not None else None):
+                timeout = deferred.timeout() if deferred is not None else None
+                if pause.paused:
+                    retry = pause.timeout(time.monotonic())
+                    timeout = retry if timeout is None else min(timeout, retry)
+                for fd, events in wait.wait(timeout):
                     conn = conns.get(fd)
                     if conn is not None:
                         if events & (READ | ERROR):
                             self._readable(conn)
                         if events & (WRITE | ERROR) and fd in conns:
                             self._writable(conn)
-                    elif fd == lfd and not stopping:
+                    elif fd == lfd and not stopping and not pause.paused:
                         self._accept(listener)
                     elif fd == wfd:
                         waker.drain()
                         if self._stop_requested and not stopping:
-                            stopping = True
-                            wait.remove(lfd)
+                            stopping = self._stopping = True
+                            if not pause.paused:
+                                wait.remove(lfd)
                             close_quietly(listener)
                             self._stop_all()
                         if self._abort_requested:
                             for conn in tuple(conns.values()):
                                 self._close(conn, error=True)
+                if pause.paused and not stopping and time.monotonic() >= pause.resume_at:
+                    self._resume_accepting()
                 if deferred is not None:
                     for conn in deferred.take_due():
                         if conns.get(conn.fd) is conn:
@@ -178,9 +189,10 @@ class ReadinessModel(WakeableModel):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in SHORTAGE_ERRNOS:
-                    log.warning("accept failed (%s): out of file descriptors or memory", exc.strerror)
-                    time.sleep(0.01)  # level-triggered: the listener stays ready; do not spin flat out
+                if exc.errno in SHORTAGE_ERRNOS:  # stop watching the listener; see AcceptPause
+                    if not self._pause.paused:
+                        wait.remove(self._lfd)
+                    self._pause.pause(exc, time.monotonic())
                 return
             self.stats.connections += 1
             fd = sock.fileno()
@@ -197,6 +209,14 @@ class ReadinessModel(WakeableModel):
             wait.add(fd, READ)
             if self._edge:  # data that came before we watched the socket raised no event
                 self._readable(conn)
+
+    def _resume_accepting(self) -> None:
+        """Watch the listener again after a shortage (a timer, or a connection closed)."""
+        if not self._pause.paused or self._stopping:
+            return
+        self._pause.paused = False
+        self._wait.add(self._lfd, READ)
+        self._accept(self._listener)  # edge-triggered waits raise no event for what is queued
 
     def _refuse(self, sock: socket.socket, reason: str) -> None:
         now = time.monotonic()
@@ -328,3 +348,5 @@ class ReadinessModel(WakeableModel):
         self._wait.remove(conn.fd)
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, error)
+        if self._pause.paused:  # a descriptor is free: try the listener now
+            self._resume_accepting()
