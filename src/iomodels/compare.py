@@ -189,6 +189,8 @@ def run_one(config: CompareConfig, scenario: Scenario, variant: Variant, family:
         except LoadError as exc:
             record.reason = f"load failed: {exc}"
             return record
+        if result.get("partial"):  # Ctrl-C landed inside the load: this run is cut short, and so is
+            raise KeyboardInterrupt  # the comparison (the runs that finished are kept by the caller)
         record.load = _slim(result)  # kept for failed runs too: latency of those it did serve
         rss_base = record.server.get("rss_horde", rss_idle)
         rss_load = max(sampler.rss_peak, rss_base)

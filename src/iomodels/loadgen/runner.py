@@ -58,10 +58,19 @@ def _engine(name: str) -> Any:
 
 
 def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: Any, stop: Any) -> None:
-    # Ctrl-C (or a SIGTERM to the group) reaches every process: the parent decides, and tells us
-    # through `stop`; the run is bounded in time whatever happens to the parent
+    # Ctrl-C reaches every process of the group: the parent decides, and tells us through `stop`.
+    # SIGTERM (the parent's terminate(), or a SIGTERM to the group) ends the run as `stop` does once
+    # it runs (what was measured is still sent), and the process at once before that.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    terminated: list[int] = []
+    running = False
+
+    def on_term(signum: int, frame: object) -> None:
+        if not running:
+            raise SystemExit(0)
+        terminated.append(signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         engine = _engine(workload.engine)
         base = index * _SLOTS
@@ -70,14 +79,17 @@ def _worker(index: int, workload: Workload, shared: Any, barrier: Any, results: 
             shared[base] = tally.requests
             shared[base + 1] = tally.error_count
             shared[base + 2] = tally.bytes_verified
-            return bool(stop.value)
+            return bool(stop.value) or bool(terminated)
 
         gc.collect()
         gc.freeze()  # a dedicated process: nothing it makes per request forms a cycle
         gc.disable()
         barrier.wait(60)
+        running = True
         tally, window = engine.run(workload, on_tick)
         results.put((index, tally.to_wire(), window, tally.cpu_seconds, None))
+    except SystemExit:
+        raise
     except BaseException:
         results.put((index, None, 0.0, 0.0, traceback.format_exc()))
 
@@ -140,9 +152,11 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
         p.start()
     try:
         barrier.wait(60)
-    except Exception:
-        _stop(workers)
-        raise LoadError("the load workers did not start within 60 s") from None
+    except BaseException as exc:
+        _stop(workers, at_once=True)
+        if isinstance(exc, Exception):
+            raise LoadError("the load workers did not start within 60 s") from None
+        raise
     start = time.perf_counter()
     wall_start = time.time()  # the measured window in wall-clock time, so runs can be merged
     bound = (workload.warmup + (workload.duration if workload.duration is not None else 600.0)
@@ -189,9 +203,9 @@ def run_load(workload: Workload, on_progress: Callable[[Progress], None] | None 
     return result
 
 
-def _stop(workers: list[Any]) -> None:
+def _stop(workers: list[Any], at_once: bool = False) -> None:
     for p in workers:
-        p.join(timeout=5)
+        p.join(timeout=0 if at_once else 5)
         if p.is_alive():
             p.terminate()
             p.join(timeout=5)
