@@ -247,7 +247,7 @@ def test_only_the_main_thread_can_receive_a_stop_signal(model: str, args: list[s
 
 
 @pytest.mark.parametrize("model", ["asyncio", "uvloop", "epoll", "select", "poll", "sigio", "io_uring",
-                                   "nonblocking"])
+                                   "nonblocking", "threads", "gevent"])
 def test_out_of_file_descriptors_the_loop_pauses_accepting_instead_of_spinning(model: str) -> None:
     """At the fd limit CPython's own accept loop retried once per backlog slot and logged a traceback
     each time (~50,000 lines/s, 95% CPU); uvloop accepted and closed clients silently; the readiness

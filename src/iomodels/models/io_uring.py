@@ -34,7 +34,6 @@ off, which the probe reports). Binding: ``uring-api`` (pinned pre-release).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 import time
@@ -45,8 +44,6 @@ from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietl
 from ..service import Next, Phase, Session
 from .base import AcceptPause, ServerStats, WakeableModel
 from .deferred import Deferred
-
-log = logging.getLogger(__name__)
 
 _BUFFER_SIZE = 4096  # one provided buffer: a 1 KiB request fits; larger ones take several
 _BUFFER_COUNT = 2048  # the shared pool: 8 MiB, whatever the number of connections

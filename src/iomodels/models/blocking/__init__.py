@@ -29,7 +29,6 @@ with EINVAL, and ``shutdown(SHUT_RD)`` on a connection makes a blocked
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 import time
 from abc import abstractmethod
@@ -40,11 +39,10 @@ from typing import Any
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
 from ...service import Next, Phase, Session
-from ..base import Model, ServerStats
+from ..base import AcceptPause, Model, ServerStats
 
 __all__ = ["DispatchModel", "serve_connection"]
 
-log = logging.getLogger(__name__)
 
 # accept() errors that concern one connection or a passing shortage, not the listener
 _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
@@ -118,7 +116,7 @@ class DispatchModel(Model):
         self.idle: set[Any] = set()  # connections whose handler is blocked in recv
         self._listener: Any = None
         self.stopping = False  # read by every handler once per request
-        self._warned_shortage = False
+        self._pause = AcceptPause()  # the log line at the fd limit: once a second, with a count
 
     # -- the steps a model fills in --------------------------------------------------
     def wrap_listener(self, listener: socket.socket) -> Any:
@@ -191,11 +189,9 @@ class DispatchModel(Model):
         return self.stats.snapshot()
 
     def _shortage(self, exc: OSError) -> None:
-        if not self._warned_shortage:
-            self._warned_shortage = True
-            log.warning("accept failed (%s): out of file descriptors or memory; "
-                        "waiting for connections to close", exc.strerror)
-        self.sleep(0.05)
+        # only the accepting thread (greenlet) waits here; the handlers go on serving
+        self._pause.pause(exc, time.monotonic())
+        self.sleep(AcceptPause.RETRY)
 
     def stop(self) -> None:
         self.stopping = True
