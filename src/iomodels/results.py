@@ -67,6 +67,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not ok:
             row |= {"status": first["status"], "reason": first["reason"]}
             measured = [r for r in group if r["load"] and r["load"].get("requests")]
+            starved = [r["load"].get("starved_connections", 0) for r in group if r["load"]]
+            if any(starved):
+                row["starved"] = max(starved)
             if measured:  # a failed run still says how far it got
                 row["rps_median"] = statistics.median(r["load"]["requests_per_s"] for r in measured)
                 row["p50_us"] = statistics.median(r["load"]["latency_us"]["p50"] for r in measured)

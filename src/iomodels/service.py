@@ -126,6 +126,9 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # nothing more to do: close
 
 
+_OPEN = Phase.OPEN
+
+
 class Next(enum.Enum):
     """What a model does next with a connection, as :meth:`Session.next_action` says."""
 
@@ -195,7 +198,7 @@ class Session:
 
         After the server's stop, input is dropped (and remembered: the client
         is still sending, so the connection will linger)."""
-        if self.phase is not Phase.OPEN:
+        if self.phase is not _OPEN:  # a module constant: Phase.OPEN costs ~85 ns per read on 3.11
             self.discard_input(len(data))
             return
         if self._work is not None:
@@ -255,8 +258,7 @@ class Session:
                 future.add_done_callback(self._job_done)
         self._jobs.append(job)
         self._queued_in += len(data)
-        if self._pending + self._queued_in > self._high:
-            self._paused = True
+        self._update_paused()
         if job.future is None and not work.latency:
             self.release()
 
@@ -304,12 +306,9 @@ class Session:
         """When the first held-back reply is due (``time.monotonic()``), or None if it waits for
         its pool work (``on_ready`` will say) or nothing is held back."""
         jobs = self._jobs
-        if not jobs:
+        if not jobs or self.pool_future() is not None:
             return None
-        job = jobs[0]
-        if job.future is not None and not job.future.done():
-            return None
-        return job.due
+        return jobs[0].due
 
     def pool_future(self) -> Future[tuple[int, int, int]] | None:
         """The first held-back job's pool work while it is not done (for blocking handlers)."""

@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -59,11 +60,6 @@ class ServeOptions:
     reuse_port: bool = _model_option(False, "a SO_REUSEPORT listener per prefork worker")
     edge: bool = _model_option(False, "edge-triggered epoll")
     poll_interval: float = _model_option(0.0, "sleep between busy-poll sweeps")
-
-    def given_model_options(self) -> dict[str, object]:
-        """The model-specific options set to something other than their default."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.metadata.get("model_option") and getattr(self, f.name) != f.default}
 
 
 def model_options() -> tuple[str, ...]:
@@ -223,7 +219,8 @@ class AcceptPause:
         self._failures = 0
         self._logged = -1e9
 
-    def pause(self, exc: OSError, now: float) -> None:
+    def pause(self, exc: OSError) -> None:
+        now = time.monotonic()
         self.paused = True
         self.resume_at = now + self.RETRY
         self._failures += 1
@@ -233,9 +230,21 @@ class AcceptPause:
                          self._failures)
             self._logged, self._failures = now, 0
 
-    def timeout(self, now: float) -> float | None:
-        """Seconds until the listener should be tried again (None: not paused)."""
-        return max(0.0, self.resume_at - now) if self.paused else None
+    def bound(self, timeout: float | None) -> float | None:
+        """A loop's wait ``timeout``, shortened so that the listener is tried again in time."""
+        if not self.paused:
+            return timeout
+        retry = max(0.0, self.resume_at - time.monotonic())
+        return retry if timeout is None else min(timeout, retry)
+
+    def due(self) -> bool:
+        """Paused, and the retry time has come."""
+        return self.paused and time.monotonic() >= self.resume_at
+
+    def resume(self) -> bool:
+        """Leave the pause; True if there was one (the caller watches the listener again)."""
+        was, self.paused = self.paused, False
+        return was
 
 
 def missing_module(module: str, package: str | None = None) -> str | None:

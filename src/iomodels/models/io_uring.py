@@ -36,7 +36,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import time
 from collections import deque
 from typing import Any
 
@@ -113,17 +112,15 @@ class UringModel(WakeableModel):
         ring.prepare_recv(wake_fd, wake_buf, 0, _WAKE)
         self._waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         self._listener: socket.socket | None = listener
-        self._accept: Any = ring.prepare_accept_multishot(listener.fileno(), 0, _ACCEPT)
+        self._accept: Any = None
+        self._arm_accept()
         self._stopping = False
         kind_recv = uring_api.COMPLETION_KIND_RECV_MULTISHOT
         kind_send = uring_api.COMPLETION_KIND_SEND_ALL
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         try:
             while not (self._stopping and not self._conns and self._listener is None):
-                timeout = deferred.timeout() if deferred is not None else None
-                if self._pause.paused:
-                    retry = self._pause.timeout(time.monotonic())
-                    timeout = retry if timeout is None else min(timeout, retry)
+                timeout = self._pause.bound(deferred.timeout() if deferred is not None else None)
                 try:
                     batch = ring.wait(timeout) or ()
                 except InterruptedError:  # a signal handler ran (and may have poked the waker)
@@ -143,7 +140,7 @@ class UringModel(WakeableModel):
                         # cancel acknowledgements carry no user data: nothing to do
                 if self._starved:
                     self._rearm_starved()
-                if self._pause.paused and time.monotonic() >= self._pause.resume_at:
+                if self._pause.due():
                     self._resume_accepting()
                 if deferred is not None:
                     for conn in deferred.take_due():
@@ -164,6 +161,7 @@ class UringModel(WakeableModel):
             if self._accept is not None:
                 self._ring.prepare_cancel(self._accept)  # its last completion closes the listener
             elif self._listener is not None:  # paused for a shortage: no accept in flight
+                self._pause.resume()
                 close_quietly(self._listener)
                 self._listener = None
             for conn in tuple(self._conns):
@@ -194,7 +192,7 @@ class UringModel(WakeableModel):
             else:
                 self._arm_recv(conn)
         elif -res in SHORTAGE_ERRNOS:  # re-armed at once it would fail again: see AcceptPause
-            self._pause.pause(OSError(-res, os.strerror(-res)), time.monotonic())
+            self._pause.pause(OSError(-res, os.strerror(-res)))
             if c.flags & self._u.IORING_CQE_F_MORE:
                 self._ring.prepare_cancel(self._accept)
         if not c.flags & self._u.IORING_CQE_F_MORE:  # the multishot accept ended
@@ -213,10 +211,10 @@ class UringModel(WakeableModel):
 
     def _resume_accepting(self) -> None:
         """After a shortage: accept again (a timer ran out, or a connection closed)."""
-        if self._pause.paused and not self._stopping and self._listener is not None:
-            self._pause.paused = False
-            if self._accept is None:
-                self._arm_accept()
+        if self._stopping or self._listener is None or not self._pause.resume():
+            return
+        if self._accept is None:
+            self._arm_accept()
 
     def _rearm_starved(self) -> None:
         """Re-arm starved recvs oldest first, no more than the pool can feed at once (fair, and

@@ -19,15 +19,14 @@ TERMINAL_COLUMNS = ("model", "conns", "req/s", "±", "p50", "p99", "CPU%", "KiB/
 _NOTE_WIDTH = 24
 
 
-def _short_note(status: RunStatus, reason: str) -> str:
+def _short_note(status: RunStatus, row: dict[str, Any]) -> str:
     """A note that fits the terminal table (the verdict below it gives the whole reason)."""
     if status is RunStatus.OK:
-        text = reason
-    elif "connections starved" in reason:  # "serves 1 client at a time: 9 of 10 connections starved"
-        starved = reason.split(" connections starved")[0].rsplit(": ", 1)[-1]
-        text = f"failed: {starved} starved"
+        text = row["reason"]
+    elif row.get("starved"):
+        text = f"failed: {row['starved']} of {row['connections']} starved"
     else:
-        text = f"{status}: {reason}"
+        text = f"{status}: {row['reason']}"
     return text if len(text) <= _NOTE_WIDTH else text[: _NOTE_WIDTH - 1] + "…"
 
 
@@ -46,9 +45,7 @@ def summary_rows(summary: list[dict[str, Any]]) -> list[tuple[RunStatus, dict[st
                 cells["req/s (median)"] = cells["req/s"] = f"({s['rps_median']:,.0f})"
                 cells["p50"] = f"({format_latency(s.get('p50_us'))})"
                 cells["p99"] = f"({format_latency(s.get('p99_us'))})"
-            cells["note"] = f"{status}: {s['reason']}"
-            cells["KiB/c"] = ""
-            cells["note"], cells["short"] = f"{status}: {s['reason']}", _short_note(status, s["reason"])
+            cells["note"], cells["short"] = f"{status}: {s['reason']}", _short_note(status, s)
             rows.append((status, cells))
             continue
         cells |= {
@@ -58,7 +55,7 @@ def summary_rows(summary: list[dict[str, Any]]) -> list[tuple[RunStatus, dict[st
             "CPU%": "" if s["cpu_percent"] is None else f"{s['cpu_percent']:.0f}",
             "RSS MiB": f"{s['rss_mib']:.1f}", "KiB/conn": f"{s['kib_per_connection']:.1f}",
             "errors": str(s["errors"]), "load CPU%": f"{s.get('load_cpu_percent', 0):.0f}",
-            "note": s["reason"], "short": _short_note(status, s["reason"]),
+            "note": s["reason"], "short": _short_note(status, s),
             "req/s": f"{s['rps_median']:,.0f}", "KiB/c": f"{s['kib_per_connection']:.1f}",
             "±": (f"{(s['rps_max'] - s['rps_min']) / 2 / s['rps_median']:.0%}"
                   if s["ok_runs"] > 1 and s["rps_median"] else ""),

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..results import RunStatus
 from .compare_table import ALL_COLUMNS, summary_rows
-from .verdict import advice, verdicts
+from .verdict import Verdict, advice
 
 __all__ = ["write_html"]
 
@@ -34,7 +34,8 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def write_html(doc: dict[str, Any], charts: list[Path], out: Path, note: str = "") -> Path:
+def write_html(doc: dict[str, Any], charts: list[Path], out: Path, found: list[Verdict],
+               note: str = "") -> Path:
     summary = doc["summary"]
     cfg = doc["config"]
     host = doc["host"]
@@ -42,7 +43,6 @@ def write_html(doc: dict[str, Any], charts: list[Path], out: Path, note: str = "
     esc = html.escape
     scenarios = doc.get("scenarios", {})
     repeats = cfg.get("repeat", 1)
-    found = verdicts(summary, repeats, load_cores=len(pin["load_cores"]))
     verdict_html = []
     for v in found:
         meta = scenarios.get(v.scenario, {})

@@ -12,7 +12,7 @@ from rich.markup import escape
 from ..results import SCHEMA, summarize
 from .compare_table import summary_tables
 from .html import write_html
-from .verdict import advice, verdicts
+from .verdict import Verdict, advice, verdicts
 
 __all__ = ["ReportError", "load_results", "render"]
 
@@ -52,21 +52,21 @@ def render(doc: dict[str, Any], out: Path, console: Console | None = None,
         missing = ""
     for chart in charts:
         paths[chart.stem] = chart
-    paths["html"] = write_html(doc, charts, out, note=missing)
+    found = verdicts(doc["summary"], doc["config"].get("repeat", 1), len(doc["pinning"]["load_cores"]))
+    paths["html"] = write_html(doc, charts, out, found, note=missing)
     console = console or Console()
     if not console.is_terminal:  # logs and pipes: 100 columns, no highlighting of numbers
         console = Console(width=max(console.width, 100), file=console.file, highlight=False)
-    print_verdict(doc, console)
+    print_verdict(doc, found, console)
     if missing:
         console.print(f"[yellow]{escape(missing)}[/yellow]")
     return paths
 
 
-def print_verdict(doc: dict[str, Any], console: Console) -> None:
+def print_verdict(doc: dict[str, Any], found: list[Verdict], console: Console) -> None:
     """The tables, then the verdict per scenario and the advice (what a reader wants last on screen)."""
     for table in summary_tables(doc["summary"], doc.get("scenarios")):
         console.print(table)
-    found = verdicts(doc["summary"], doc["config"].get("repeat", 1), len(doc["pinning"]["load_cores"]))
     console.print("[bold]Verdict[/bold]" + (" (partial: interrupted)" if doc.get("partial") else ""))
     for v in found:
         console.print(f"[bold]{escape(v.scenario)}[/bold]: " + escape(" ".join(v.sentences())),

@@ -47,7 +47,9 @@ class Verdict:
         """The best, less those that bought their place with a spinning core (if any are left)."""
         return [v for v in self.best if v not in self.costly] or self.best
     others: list[str] = field(default_factory=list)  # "model (0.62x)" for the rest, best first
-    failed: list[str] = field(default_factory=list)  # "model: reason"
+    failed: list[str] = field(default_factory=list)  # "model fails: reason" (or not available)
+    failing: list[str] = field(default_factory=list)  # the models that ran and failed
+    idle_memory: list[str] = field(default_factory=list)  # "model 1.2 KiB", least first (idle horde)
     notes: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
@@ -107,6 +109,7 @@ def scenario_verdict(scenario: str, rows: list[dict[str, Any]], repeats: int,
         if r["status"] == RunStatus.UNAVAILABLE:
             verdict.failed.append(f"{r['variant']} is not available here ({r['reason']})")
         elif r["status"] != RunStatus.OK:
+            verdict.failing.append(r["variant"])
             verdict.failed.append(f"{r['variant']} fails: {r['reason']}")
     if not ok:
         return verdict
@@ -117,10 +120,9 @@ def scenario_verdict(scenario: str, rows: list[dict[str, Any]], repeats: int,
         verdict.best_value = f"p99 {_fmt_us(best['p99_us'])}"
         verdict.others = [f"{r['variant']} (p99 {_fmt_us(r['p99_us'])})" for r in ranked if r not in tied]
         memory = sorted((r for r in ok if r.get("kib_per_idle") is not None), key=lambda r: r["kib_per_idle"])
+        verdict.idle_memory = [f"{r['variant']} {r['kib_per_idle']:.1f} KiB" for r in memory]
         if memory:
-            verdict.notes.append(
-                "Memory per idle connection: " + ", ".join(
-                    f"{r['variant']} {r['kib_per_idle']:.1f} KiB" for r in memory) + ".")
+            verdict.notes.append("Memory per idle connection: " + ", ".join(verdict.idle_memory) + ".")
     else:
         ranked = sorted(ok, key=lambda r: -r["rps_median"])
         best = ranked[0]
@@ -181,7 +183,7 @@ def advice(found: list[Verdict]) -> str:
         also = (f" ({_join(near)} within {1 - NEAR:.0%} of them: any model that overlaps the waits "
                 "will do)") if near else ""
         spin = (f"; not {_join(v.costly)}, which kept up only by burning a core") if v.costly else ""
-        bad = [f.split(" fails")[0] for f in v.failed if " fails" in f]
+        bad = v.failing
         worst = (f"; {_join(bad)} serve{'s' if len(bad) == 1 else ''} too few clients at a time and "
                  "get about one reply per wait each") if bad else ""
         parts.append(f"If your service mostly waits (on a database or another service), choose "
@@ -200,8 +202,7 @@ def advice(found: list[Verdict]) -> str:
         parts.append(text)
     if "idle-horde" in by_name and by_name["idle-horde"].best:
         v = by_name["idle-horde"]
-        memory = next((n for n in v.notes if n.startswith("Memory per idle connection: ")), "")
-        held = memory.removeprefix("Memory per idle connection: ").rstrip(".").split(", ")
+        held = v.idle_memory
         held_text = (f" (memory per idle connection from {held[0]} to {held[-1]})"
                      if len(held) > 1 else "")
         parts.append(f"if it holds many idle clients, choose {_join(v.recommended())}: the smallest latency "

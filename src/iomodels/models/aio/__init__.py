@@ -118,7 +118,7 @@ class ServiceProtocol(BufferedProtocol):
         model = self.model
         model.stats.connection_done(self.bytes_in, self.bytes_out, exc is not None)
         model.protocols.discard(self)
-        if not model._accepting:  # a descriptor is free again: try the listener now
+        if model._pause.paused:  # a descriptor is free again: try the listener now
             model.resume_accepting()
         if model.stopping and not model.protocols and model.all_closed is not None:
             model.all_closed.set()
@@ -243,7 +243,6 @@ class ProtocolModel(Model):
         self._stop_requested: Event | None = None
         self._stop_early = False  # stop() came before the loop ran
         self._listener: socket.socket | None = None
-        self._accepting = True
         self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
 
@@ -282,9 +281,8 @@ class ProtocolModel(Model):
         try:
             await self._stop_requested.wait()
         finally:
-            if self._accepting:
+            if not self._pause.paused:
                 loop.remove_reader(listener.fileno())
-            self._accepting = False
             listener.close()
         self.stopping = True
         for protocol in tuple(self.protocols):
@@ -318,14 +316,12 @@ class ProtocolModel(Model):
     def _pause_accepting(self, exc: OSError) -> None:
         loop = self.loop
         loop.remove_reader(self._listener.fileno())
-        self._accepting = False
-        self._pause.pause(exc, loop.time())
+        self._pause.pause(exc)
         loop.call_later(AcceptPause.RETRY, self.resume_accepting)
 
     def resume_accepting(self) -> None:
         """Watch the listener again (after a pause for a shortage of file descriptors)."""
-        if not self._accepting and not self.stopping and self._listener.fileno() >= 0:
-            self._accepting = True
+        if self._listener.fileno() >= 0 and self._pause.resume():  # closed at the stop: -1
             self.loop.add_reader(self._listener.fileno(), self._accept_ready)
 
     def stop(self) -> None:

@@ -190,7 +190,7 @@ class DispatchModel(Model):
 
     def _shortage(self, exc: OSError) -> None:
         # only the accepting thread (greenlet) waits here; the handlers go on serving
-        self._pause.pause(exc, time.monotonic())
+        self._pause.pause(exc)
         self.sleep(AcceptPause.RETRY)
 
     def stop(self) -> None:

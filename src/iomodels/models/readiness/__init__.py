@@ -136,10 +136,7 @@ class ReadinessModel(WakeableModel):
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
             while not (stopping and not conns):
-                timeout = deferred.timeout() if deferred is not None else None
-                if pause.paused:
-                    retry = pause.timeout(time.monotonic())
-                    timeout = retry if timeout is None else min(timeout, retry)
+                timeout = pause.bound(deferred.timeout() if deferred is not None else None)
                 for fd, events in wait.wait(timeout):
                     conn = conns.get(fd)
                     if conn is not None:
@@ -153,14 +150,14 @@ class ReadinessModel(WakeableModel):
                         waker.drain()
                         if self._stop_requested and not stopping:
                             stopping = self._stopping = True
-                            if not pause.paused:
+                            if not pause.resume():  # paused: the listener is out of the wait already
                                 wait.remove(lfd)
                             close_quietly(listener)
                             self._stop_all()
                         if self._abort_requested:
                             for conn in tuple(conns.values()):
                                 self._close(conn, error=True)
-                if pause.paused and not stopping and time.monotonic() >= pause.resume_at:
+                if pause.due():
                     self._resume_accepting()
                 if deferred is not None:
                     for conn in deferred.take_due():
@@ -192,7 +189,7 @@ class ReadinessModel(WakeableModel):
                 if exc.errno in SHORTAGE_ERRNOS:  # stop watching the listener; see AcceptPause
                     if not self._pause.paused:
                         wait.remove(self._lfd)
-                    self._pause.pause(exc, time.monotonic())
+                    self._pause.pause(exc)
                 return
             self.stats.connections += 1
             fd = sock.fileno()
@@ -212,9 +209,8 @@ class ReadinessModel(WakeableModel):
 
     def _resume_accepting(self) -> None:
         """Watch the listener again after a shortage (a timer, or a connection closed)."""
-        if not self._pause.paused or self._stopping:
+        if self._stopping or not self._pause.resume():
             return
-        self._pause.paused = False
         self._wait.add(self._lfd, READ)
         self._accept(self._listener)  # edge-triggered waits raise no event for what is queued
 
@@ -256,6 +252,7 @@ class ReadinessModel(WakeableModel):
         self._after_io(conn)
 
     def _writable(self, conn: _Connection) -> None:
+        """Send what is pending; in edge mode, read again if that ended a pause for backpressure."""
         session = conn.session
         was_paused = session.reading_paused
         if not self._send(conn):
@@ -305,15 +302,8 @@ class ReadinessModel(WakeableModel):
 
     def _deliver(self, conn: _Connection) -> None:
         """Held-back replies may be ready (a timer expired, pool work done): release and send."""
-        session = conn.session
-        was_paused = session.reading_paused
-        session.release()
-        if not self._send(conn):
-            return
-        if self._edge and was_paused and not session.reading_paused and session.phase is _OPEN:
-            self._readable(conn)  # its read edge may have come and gone while paused
-        else:
-            self._after_io(conn)
+        conn.session.release()
+        self._writable(conn)
 
     def _after_io(self, conn: _Connection) -> None:
         session = conn.session
