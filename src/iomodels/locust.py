@@ -30,19 +30,19 @@ import socket
 import time
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
 from locust import User, constant, events, task
 from locust.exception import StopUser
 
-from iomodels.hostinfo import host_facts
-from iomodels.loadgen.runner import LOST_KINDS, SCHEMA
-from iomodels.loadgen.tally import ERROR_KINDS, histogram_summary, new_histogram
+from iomodels.loadgen import Tally, Workload
+from iomodels.loadgen.runner import build_result
 from iomodels.loadgen.workload import parse_target
 
 __all__ = ["UpperEchoUser"]
 
-_state: dict[str, Any] = {"histogram": new_histogram(), "errors": dict.fromkeys(ERROR_KINDS, 0),
-                          "requests": 0, "bytes": 0, "first": None, "last": None}
+# this process's counts since its last report (a worker) or since the start (a local run), the
+# load generator's own Tally: counts, errors by kind, microsecond latencies, wire format, merge
+_tally = Tally()
+_window: dict[str, float | None] = {"first": None, "last": None}  # wall clock of the first/last request
 
 
 class ReplyError(Exception):
@@ -118,15 +118,13 @@ class UpperEchoUser(User):
             request_type="tcp", name=getattr(self, "name", "connect"), response_time=elapsed * 1000.0,
             response_length=length, exception=error, context={})
         now = time.time()
-        _state["first"] = _state["first"] or now
-        _state["last"] = now
+        _window["first"] = _window["first"] or now
+        _window["last"] = now
         if error is None:
-            _state["histogram"].record_value(max(1, int(elapsed * 1e6)))
-            _state["requests"] += 1
-            _state["bytes"] += length
+            _tally.record(max(1, int(elapsed * 1e6)), length)
+            _tally.bytes_sent += length
         else:
-            kind = str(error)
-            _state["errors"][kind] = _state["errors"].get(kind, 0) + 1
+            _tally.error(str(error))
 
     def on_stop(self) -> None:
         sock = getattr(self, "sock", None)
@@ -143,29 +141,24 @@ class UpperEchoUser(User):
 
 # -- the histograms: workers report theirs with their stats, the master merges and writes --------
 
+_merged = Tally()
+_merged_window: dict[str, float | None] = {"first": None, "last": None}
+_workers: set[str] = set()
+
+
 def _take_report() -> dict[str, Any]:
-    report = {"histogram": _state["histogram"].encode().decode("ascii"), "errors": dict(_state["errors"]),
-              "requests": _state["requests"], "bytes": _state["bytes"], "first": _state["first"],
-              "last": _state["last"]}
-    _state.update(histogram=new_histogram(), errors=dict.fromkeys(ERROR_KINDS, 0), requests=0, bytes=0)
+    global _tally
+    report = _tally.to_wire() | {"first": _window["first"], "last": _window["last"]}
+    _tally = Tally()
     return report
 
 
-_merged: dict[str, Any] = {"histogram": new_histogram(), "errors": dict.fromkeys(ERROR_KINDS, 0),
-                           "requests": 0, "bytes": 0, "first": None, "last": None, "workers": set()}
-
-
 def _absorb(report: dict[str, Any]) -> None:
-    if report["requests"] or any(report["errors"].values()):
-        _merged["histogram"].add(HdrHistogram.decode(report["histogram"].encode("ascii")))
-    for kind, count in report["errors"].items():
-        _merged["errors"][kind] = _merged["errors"].get(kind, 0) + count
-    _merged["requests"] += report["requests"]
-    _merged["bytes"] += report["bytes"]
-    if report["first"]:
-        _merged["first"] = min(filter(None, (_merged["first"], report["first"])))
-    if report["last"]:
-        _merged["last"] = max(filter(None, (_merged["last"], report["last"])))
+    _merged.merge(Tally.from_wire(report))
+    firsts = [t for t in (_merged_window["first"], report["first"]) if t]
+    lasts = [t for t in (_merged_window["last"], report["last"]) if t]
+    _merged_window["first"] = min(firsts, default=None)
+    _merged_window["last"] = max(lasts, default=None)
 
 
 @events.report_to_master.add_listener
@@ -176,7 +169,7 @@ def _report(client_id: str, data: dict[str, Any]) -> None:
 @events.worker_report.add_listener
 def _worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "iomodels" in data:
-        _merged["workers"].add(client_id)
+        _workers.add(client_id)
         _absorb(data["iomodels"])
 
 
@@ -186,7 +179,7 @@ def _write(environment: Any, **kwargs: Any) -> None:
 
     if isinstance(environment.runner, WorkerRunner):
         return  # a worker's histograms went to the master with its reports
-    if not _merged["workers"]:  # a local run: this process is the only load
+    if not _workers:  # a local run: this process is the only load
         _absorb(_take_report())
     path = getattr(environment.parsed_options, "iomodels_json", None)
     if path:
@@ -195,40 +188,17 @@ def _write(environment: Any, **kwargs: Any) -> None:
 
 
 def _result(environment: Any) -> dict[str, Any]:
-    histogram = _merged["histogram"]
-    elapsed = max((_merged["last"] or 0) - (_merged["first"] or 0), 1e-9)
-    latency = histogram_summary(histogram)
+    """The merged counts as an ``iomodels.load/1`` result, built as ``iomodels load`` builds its own."""
+    first, last = _merged_window["first"], _merged_window["last"]
+    elapsed = max((last or 0.0) - (first or 0.0), 1e-9)
     options = environment.parsed_options
     host, port = parse_target((environment.host or UpperEchoUser.host).removeprefix("tcp://").rstrip("/"))
-    lost = sum(_merged["errors"].get(k, 0) for k in LOST_KINDS)
-    requests = _merged["requests"]
-    return {
-        "schema": SCHEMA,
-        "source": "locust",
-        "locust_workers": len(_merged["workers"]) or 1,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(_merged["first"] or time.time())),
-        "workload": {"host": host, "port": port, "connections": getattr(options, "num_users", 0) or 0,
-                     "size_min": getattr(options, "message_size", 1024),
-                     "size_max": getattr(options, "message_size", 1024), "expect": options.expect,
-                     "engine": "locust", "procs": len(_merged["workers"]) or 1, "rate": None,
-                     "mode": "closed"},
-        "elapsed": round(elapsed, 3),
-        "window_unix": [_merged["first"], _merged["last"]],
-        "requests": requests,
-        "requests_per_s": round(requests / elapsed, 1),
-        "mib_per_s": round(_merged["bytes"] / elapsed / (1 << 20), 3),
-        "bytes_sent": _merged["bytes"],
-        "bytes_verified": _merged["bytes"],
-        "connections_opened": 0,
-        "latency_us": latency,
-        "errors": _merged["errors"],
-        "lost_or_wrong": lost,
-        "starved_connections": 0,
-        "outstanding": 0,
-        "oldest_outstanding_us": 0,
-        "ok": lost == 0 and requests > 0,
-        "generator_cpu_percent": 0.0,
-        "rate": None,
-        "histogram": histogram.encode().decode("ascii"),
-        "host": host_facts() | {"pid": os.getpid()},
-    }
+    size = getattr(options, "message_size", 1024)
+    workers = len(_workers) or 1
+    workload = Workload(host=host, port=port, connections=max(getattr(options, "num_users", 0) or 1, workers),
+                        size_min=size, size_max=size, duration=elapsed, expect=options.expect,
+                        engine="locust", procs=workers)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(first or time.time()))
+    result = build_result(workload, _merged, elapsed, 0.0, started)
+    return result | {"source": "locust", "locust_workers": workers, "window_unix": [first, last],
+                     "host": result["host"] | {"pid": os.getpid()}}
