@@ -6,9 +6,10 @@ import contextlib
 import errno
 import resource
 import socket
+from collections.abc import Callable
 
 __all__ = ["SHORTAGE_ERRNOS", "ListenError", "Waker", "close_quietly", "input_waiting", "make_listener",
-           "raise_fd_limit", "shutdown_quietly"]
+           "raise_fd_limit", "read_arrived", "shutdown_quietly"]
 
 DEFAULT_BACKLOG = 4096
 # accept() errors that mean "out of file descriptors or memory for now", not a broken listener
@@ -116,3 +117,25 @@ def input_waiting(sock: socket.socket) -> bool:
         return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except OSError:
         return False
+
+
+def read_arrived(sock: socket.socket, size: int, on_data: Callable[[bytes], object]) -> bool | None:
+    """The stop's drain rule: read what the client sent before now, without waiting.
+
+    Calls ``on_data`` for each chunk until the socket has nothing more (EAGAIN).
+    Returns True if the client's EOF came, False if reading stopped at EAGAIN,
+    None if the socket failed (reset...). Works on a blocking socket too
+    (``MSG_DONTWAIT``); a model whose socket object waits on EAGAIN (gevent's)
+    passes a plain duplicate.
+    """
+    recv = sock.recv
+    while True:
+        try:
+            data = recv(size, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return None
+        if not data:
+            return True
+        on_data(data)

@@ -39,7 +39,7 @@ import socket
 from collections import deque
 from typing import Any
 
-from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ..service import Next, Phase, Session
 from .base import AcceptPause, ServerStats, WakeableModel
 from .deferred import Deferred
@@ -54,7 +54,7 @@ _OPEN = Phase.OPEN
 
 class _Connection:
     __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes", "sending_ops",
-                 "session", "sock", "starved")
+                 "session", "sock", "starved", "stop_pending")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -63,6 +63,7 @@ class _Connection:
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
+        self.stop_pending = False  # the server stopped: drain once the cancelled recv has ended
         self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
         self.bytes_in = 0
@@ -165,16 +166,44 @@ class UringModel(WakeableModel):
                 close_quietly(self._listener)
                 self._listener = None
             for conn in tuple(self._conns):
-                conn.session.stop()
-                if conn.session.wants_input and conn.recv is None and not conn.error:
-                    self._arm_recv(conn)  # keep reading, to drop what the client still sends
-                self._maybe_close(conn)
+                self._stop_conn(conn)
         if self._abort_requested:
             for conn in tuple(self._conns):
                 conn.error = True
                 self._ring.prepare_shutdown_nowait(conn.fd, socket.SHUT_RDWR)
             self._ring.submit()
         self._ring.prepare_recv(wake_fd, wake_buf, 0, _WAKE)
+
+    def _stop_conn(self, conn: _Connection) -> None:
+        """The stop's drain rule: answer what the client sent before the stop, then stop its session.
+
+        An armed multishot recv may still deliver data: it is cancelled first (what it already
+        copied still arrives, and is served), and the socket is read directly only after its
+        last completion, so nothing is reordered."""
+        session = conn.session
+        if session.phase is _OPEN and not conn.error:
+            if conn.recv is not None:
+                conn.stop_pending = True
+                if not conn.paused:  # a recv paused for backpressure is being cancelled already
+                    conn.paused = True
+                    self._ring.prepare_cancel(conn.recv)
+                return
+
+            def on_data(data: bytes) -> None:
+                conn.bytes_in += len(data)
+                session.receive_data(data)
+                self._send(conn)
+
+            eof = read_arrived(conn.sock, self.options.read_size, on_data)
+            if eof is None:
+                conn.error = True
+            elif eof:
+                session.receive_eof()
+                self._send(conn)
+        session.stop()
+        if session.wants_input and conn.recv is None and not conn.error:
+            self._arm_recv(conn)  # keep reading, to drop what the client still sends
+        self._maybe_close(conn)
 
     def _on_accept(self, c: Any) -> None:
         res = c.res
@@ -187,8 +216,7 @@ class UringModel(WakeableModel):
             if self._deferred is not None:
                 self._deferred.watch(conn, conn.session)
             if self._stopping:
-                conn.session.stop()
-                self._maybe_close(conn)
+                self._stop_conn(conn)
             else:
                 self._arm_recv(conn)
         elif -res in SHORTAGE_ERRNOS:  # re-armed at once it would fail again: see AcceptPause
@@ -259,6 +287,15 @@ class UringModel(WakeableModel):
                 self._deferred.schedule(conn, session)
         if not more:  # this multishot recv is over
             conn.recv = None
+            if conn.stop_pending:  # cancelled by the stop: now answer what is left, and stop
+                conn.stop_pending = False
+                if res == 0:
+                    session.receive_eof()
+                    self._send(conn)
+                elif res < 0 and res not in (-errno.ENOBUFS, -errno.ECANCELED):
+                    conn.error = True
+                self._stop_conn(conn)
+                return
             if res == 0:
                 session.receive_eof()
                 self._send(conn)

@@ -25,9 +25,11 @@ from asyncio import AbstractEventLoop, BufferedProtocol, Event, get_running_loop
 from typing import Any
 
 from ...net import SHORTAGE_ERRNOS
+from ...service import Phase
 from ..base import AcceptPause, Model, ServerStats
 
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener
+_OPEN = Phase.OPEN
 
 __all__ = ["ProtocolModel", "ServiceProtocol"]
 
@@ -35,10 +37,11 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(BufferedProtocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "draining", "model", "session", "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "model", "session", "sock", "transport")
 
-    def __init__(self, model: ProtocolModel) -> None:
+    def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
         self.model = model
+        self.sock = sock  # the accepted socket, read directly only by the stop's drain rule
         self.session = model.new_session()
         self.transport: Any = None
         self.bytes_in = 0
@@ -100,6 +103,7 @@ class ServiceProtocol(BufferedProtocol):
         dropping input, shut down writing once the replies are out, and close at the
         client's EOF (or abort after the grace). With nothing buffered, close now."""
         transport = self.transport
+        self.answer_arrived()
         self.session.stop()
         out = self.session.take_data()  # the service's last words, if any
         if out and not transport.is_closing():
@@ -113,6 +117,29 @@ class ServiceProtocol(BufferedProtocol):
         self.draining = True
         transport.resume_reading()
         transport.write_eof()  # after what is buffered
+
+    def answer_arrived(self) -> None:
+        """The stop's drain rule: answer what the client sent before the stop.
+
+        The loop reads only when it next polls; the bytes that arrived before
+        the stop may still be in the kernel. Read them now, without waiting
+        (the transport has delivered everything it read: nothing is reordered),
+        and serve them as if the loop had. The client's EOF, if it came, is left
+        for the transport to see."""
+        if self.session.phase is not _OPEN or self.transport.is_closing():
+            return
+        buffer = self.model.buffer
+        recv_into = self.sock.recv_into
+        while True:
+            try:
+                n = recv_into(buffer, 0, socket.MSG_DONTWAIT)
+            except OSError:  # EAGAIN: all read; anything else: the transport will see it
+                return
+            if not n:
+                return
+            self.buffer_updated(n)
+            if self.transport.is_closing():
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         model = self.model
@@ -138,8 +165,8 @@ class DeferredProtocol(ServiceProtocol):
 
     __slots__ = ("eof_pending", "queue_paused", "stop_pending", "timer", "timer_due", "write_paused")
 
-    def __init__(self, model: ProtocolModel) -> None:
-        super().__init__(model)
+    def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
+        super().__init__(model, sock)
         self.timer: Any = None
         self.timer_due = 0.0
         self.queue_paused = False  # reading paused: too much input held in the session
@@ -216,6 +243,7 @@ class DeferredProtocol(ServiceProtocol):
             super().resume_writing()
 
     def stop(self) -> None:
+        self.answer_arrived()
         if self.session.waiting and not self.transport.is_closing():
             self.session.stop()  # input is dropped from now on; the held-back replies still go
             self.stop_pending = True
@@ -307,7 +335,7 @@ class ProtocolModel(Model):
 
     async def _adopt(self, sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(lambda: self._protocol_class(self), sock)
+            await self.loop.connect_accepted_socket(lambda: self._protocol_class(self, sock), sock)
         except OSError:  # out of resources for the transport, or the client is gone already
             sock.close()
             self.stats.connections += 1

@@ -37,7 +37,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from typing import Any
 
-from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
 from ..base import AcceptPause, Model, ServerStats
 
@@ -73,6 +73,7 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
             idle.add(conn)
             if model.stopping:
                 idle.discard(conn)
+                bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
                 session.stop()
                 break
             data = recv(read_size)
@@ -103,6 +104,30 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
         idle.discard(conn)
         close_quietly(conn)
         model.stats.connection_done(bytes_in, bytes_out, error)
+
+
+def _answer_arrived(model: DispatchModel, conn: Any, session: Session, bytes_in: int,
+                    bytes_out: int) -> tuple[int, int]:
+    """The stop's drain rule: answer what the client sent before the stop (read until EAGAIN);
+    returns the byte counts. The client's EOF, if it came, is the session's."""
+    counts = [bytes_in, bytes_out]
+
+    def on_data(data: bytes) -> None:
+        counts[0] += len(data)
+        session.receive_data(data)
+        if session.waiting:
+            model.wait_for_replies(session)
+        out = session.take_data()
+        if out:
+            conn.sendall(out)
+            counts[1] += len(out)
+
+    eof = model.read_arrived(conn, model.options.read_size, on_data)
+    if eof is None:
+        raise ConnectionError("the connection failed while the server stopped")
+    if eof:
+        session.receive_eof()
+    return counts[0], counts[1]
 
 
 class DispatchModel(Model):
@@ -139,6 +164,10 @@ class DispatchModel(Model):
     def input_waiting(self, sock: Any) -> bool:
         """True if the client has sent bytes not read yet (never blocks)."""
         return input_waiting(sock)
+
+    def read_arrived(self, sock: Any, size: int, on_data: Callable[[bytes], object]) -> bool | None:
+        """Read what ``sock``'s client has sent so far without waiting (see :func:`net.read_arrived`)."""
+        return read_arrived(sock, size, on_data)
 
     def wait_future(self, future: Future[Any]) -> None:
         """Block this handler until ``future`` is done (its result is the session's business)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -90,6 +91,14 @@ class GeventModel(DispatchModel):
             return False
         with twin:
             return super().input_waiting(twin)
+
+    def read_arrived(self, sock: Any, size: int, on_data: Callable[[bytes], object]) -> bool | None:
+        try:  # gevent's recv would wait on EAGAIN: read a plain duplicate
+            twin = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return None
+        with twin:
+            return super().read_arrived(twin, size, on_data)
 
     def wait_future(self, future: Future[Any]) -> None:
         # the future completes on a pool thread: an async watcher (libev's ev_async, safe to

@@ -36,7 +36,7 @@ import time
 from abc import ABC, abstractmethod
 from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
-from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, shutdown_quietly
+from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
 from ..base import AcceptPause, ServeOptions, ServerStats, WakeableModel
 from ..deferred import Deferred
@@ -172,10 +172,28 @@ class ReadinessModel(WakeableModel):
         return self.stats.snapshot()
 
     def _stop_all(self) -> None:
-        """Serve nothing more; each session says when its connection closes."""
-        for conn in tuple(self._conns.values()):
-            conn.session.stop()
-            self._after_io(conn)
+        """The stop's drain rule: answer what each client sent before the stop, then serve nothing
+        more; each session says when its connection closes."""
+        conns = self._conns
+        for conn in tuple(conns.values()):
+            session = conn.session
+            if session.phase is _OPEN:
+                def on_data(data: bytes, conn: _Connection = conn) -> None:
+                    conn.bytes_in += len(data)
+                    conn.session.receive_data(data)
+                    self._send(conn)
+
+                eof = read_arrived(conn.sock, self.options.read_size, on_data)
+                if conns.get(conn.fd) is not conn:  # a send failed: closed already
+                    continue
+                if eof is None:
+                    self._close(conn, error=True)
+                    continue
+                if eof:
+                    session.receive_eof()
+            session.stop()
+            if self._send(conn):
+                self._after_io(conn)
 
     def _accept(self, listener: socket.socket) -> None:
         wait = self._wait
