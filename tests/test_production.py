@@ -11,7 +11,7 @@ import pytest
 
 from iomodels.models import REGISTRY
 
-from .conformance.clients import connect, roundtrip
+from .conformance.clients import connect, recv_exactly, roundtrip
 from .helpers.running import start_or_skip
 
 # the models that serve one client (blocking) or a fixed number (threadpool) at a time: clients
@@ -81,3 +81,81 @@ def test_a_stop_answers_everything_that_arrived_before_it(model: str) -> None:
     else:
         assert accepted == count
     assert answered == accepted, f"{accepted - answered} accepted connections lost their replies"
+
+
+def _eof_within(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until ``sock`` sees the server's EOF (None: not within ``timeout``); fails on data."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(1)
+    except TimeoutError:
+        return None
+    finally:
+        sock.settimeout(None)
+    assert data == b"", f"unexpected data {data!r}"
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("model", list(REGISTRY))
+def test_idle_timeout_closes_quiet_connections_and_only_those(model: str) -> None:
+    """--idle-timeout 0.6: a silent client is closed (FIN, not reset) after 0.6-0.75 s and counted;
+    a client that sends every 0.1 s stays, whatever the family's timer is."""
+    srv = start_or_skip(model, ["--idle-timeout", "0.6"])
+    try:
+        quiet = connect(srv.port)
+        assert roundtrip(quiet, b"q") == b"Q"
+        active = None if model == "blocking" else connect(srv.port)  # blocking: one at a time
+        if active is not None:
+            assert roundtrip(active, b"a") == b"A"
+        started = time.monotonic()
+        while time.monotonic() - started < 1.2:  # two timeouts: `active` must survive both
+            if active is not None:
+                assert roundtrip(active, b"b") == b"B"
+            time.sleep(0.1)
+        waited = _eof_within(quiet, 5.0)
+        assert waited is not None, "the quiet connection was not closed"
+        assert time.monotonic() - started + waited > 0.5
+        if active is not None:
+            assert roundtrip(active, b"still") == b"STILL"
+            active.close()
+        quiet.close()
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+    assert srv.stats is not None and srv.stats["idle_closed"] == 1 and srv.stats["errors"] == 0, srv.stats
+
+
+def _readable_within(sock: socket.socket, timeout: float) -> bool:
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    try:
+        return bool(sel.select(timeout))
+    finally:
+        sel.close()
+
+
+@pytest.mark.parametrize("model", [m for m in REGISTRY if m != "blocking"])  # blocking: 1 at a time
+def test_max_connections_holds_new_clients_in_the_backlog_until_one_closes(model: str) -> None:
+    """--max-connections 3: a fourth client is not accepted (it waits in the kernel's backlog, never
+    accepted and dropped), is served as soon as one of the three leaves, and the log says why."""
+    args = ["--max-connections", "3"] + (["--workers", "1"] if model == "prefork" else [])
+    srv = start_or_skip(model, args)
+    try:
+        first = [connect(srv.port) for _ in range(3)]
+        for sock in first:
+            assert roundtrip(sock, b"in") == b"IN"
+        waiting = connect(srv.port)  # the kernel completes the handshake; the server does not accept
+        waiting.sendall(b"wait")
+        assert not _readable_within(waiting, 0.6), "a fourth connection was served (or dropped)"
+        first[0].close()
+        assert _readable_within(waiting, 2.0)
+        assert recv_exactly(waiting, 4) == b"WAIT"
+        for sock in (*first[1:], waiting):
+            sock.close()
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+    assert srv.stats is not None and srv.stats["connections"] == 4 and srv.stats["refused"] == 0
+    assert srv.stats["errors"] == 0
+    assert any("--max-connections" in line for line in srv.log), srv.log

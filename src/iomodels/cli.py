@@ -66,6 +66,11 @@ def models_cmd() -> None:
               help="Resume reading once unsent bytes drop to this (default high/4).")
 @click.option("--grace", default=5.0, show_default=True, type=Duration(0, 3600),
               help="Seconds given to connections to finish after SIGINT/SIGTERM.")
+@click.option("--idle-timeout", default=60.0, show_default=True, type=Duration(0, 86_400),
+              help="Close a connection silent this long (no input, nothing to send); 0 never does.")
+@click.option("--max-connections", type=click.IntRange(0), default=None,
+              help="Stop accepting at this many connections; new clients wait in the backlog until "
+                   "one closes (default: the open-files limit less 32; 0: no limit of its own).")
 @click.option("--latency-ms", type=Number(0, 60_000), default=0.0, show_default=True,
               help="Hold each reply back this long, as if waiting on a backend (others keep being served).")
 @click.option("--cpu-us", type=Number(0, 10_000_000), default=0.0, show_default=True,
@@ -84,8 +89,9 @@ def models_cmd() -> None:
               help="nonblocking: seconds to sleep between sweeps (default 0: pure busy loop).")
 @click.pass_context
 def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str, high_water: int,
-              low_water: int | None, grace: float, latency_ms: float, cpu_us: float, offload: str,
-              pool_workers: int | None, **model_options: object) -> None:
+              low_water: int | None, grace: float, idle_timeout: float, max_connections: int | None,
+              latency_ms: float, cpu_us: float, offload: str, pool_workers: int | None,
+              **model_options: object) -> None:
     """Serve the upper-case echo service (or SERVICE) under one IO model.
 
     Prints 'listening on HOST:PORT model=M' when ready. SIGINT/SIGTERM stop it
@@ -113,6 +119,7 @@ def serve_cmd(ctx: click.Context, model: str, host: str, port: int, service: str
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
         _check_model_options(model, given)
         options = ServeOptions(service=factory, limits=Limits(high_water, low), grace=grace, cost=cost,
+                               idle_timeout=idle_timeout, max_connections=max_connections,
                                **given)  # type: ignore[arg-type]
         run_server(model, host, port, options)
         # served and reported: a late signal must not turn a clean exit into "killed by SIGTERM"

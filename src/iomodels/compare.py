@@ -162,8 +162,9 @@ def run_one(config: CompareConfig, scenario: Scenario, variant: Variant, family:
     server_cores = cores[0] | cores[1] if scenario.server_all_cores else cores[0]
     record.server["cores"] = sorted(server_cores)
     try:
-        server = ServerProcess(variant.model, args=scenario.serve_args(variant.offload, config.service),
-                               cpus=server_cores).start()
+        # no --idle-timeout: a scenario's idle horde must stay connected for the whole run
+        args = [*scenario.serve_args(variant.offload, config.service), "--idle-timeout", "0"]
+        server = ServerProcess(variant.model, args=args, cpus=server_cores).start()
     except ServerStartError as exc:
         record.reason = f"server did not start: {exc}"
         return record

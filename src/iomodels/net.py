@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import resource
 import socket
+import struct
+import termios
 from collections.abc import Callable
 
 __all__ = ["SHORTAGE_ERRNOS", "ListenError", "Waker", "close_quietly", "input_waiting", "make_listener",
@@ -120,18 +123,23 @@ def input_waiting(sock: socket.socket) -> bool:
 
 
 def read_arrived(sock: socket.socket, size: int, on_data: Callable[[bytes], object]) -> bool | None:
-    """The stop's drain rule: read what the client sent before now, without waiting.
+    """The stop's drain rule: read what the client had sent when the stop came, without waiting.
 
-    Calls ``on_data`` for each chunk until the socket has nothing more (EAGAIN).
-    Returns True if the client's EOF came, False if reading stopped at EAGAIN,
-    None if the socket failed (reset...). Works on a blocking socket too
-    (``MSG_DONTWAIT``); a model whose socket object waits on EAGAIN (gevent's)
-    passes a plain duplicate.
+    Reads the bytes queued in the socket's receive buffer now (``FIONREAD``),
+    no more: a client that keeps sending cannot keep the stop going. Calls
+    ``on_data`` for each chunk. Returns True if the client's EOF came (nothing
+    was queued and the peer had closed), False otherwise, None if the socket
+    failed (reset...). Works on a blocking socket too (``MSG_DONTWAIT``); a
+    model whose socket object waits on EAGAIN (gevent's) passes a plain duplicate.
     """
+    try:
+        budget = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
     recv = sock.recv
     while True:
         try:
-            data = recv(size, socket.MSG_DONTWAIT)
+            data = recv(min(size, budget) if budget > 0 else size, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
@@ -139,3 +147,6 @@ def read_arrived(sock: socket.socket, size: int, on_data: Callable[[bytes], obje
         if not data:
             return True
         on_data(data)
+        budget -= len(data)
+        if budget <= 0:
+            return False

@@ -141,4 +141,5 @@ def test_sigterm_stops_cleanly_with_statistics(model: str) -> None:
             idle.close()
     finally:
         srv.kill()
-    assert srv.stats == {"connections": 2, "bytes_in": 1003, "bytes_out": 1003, "errors": 0}
+    assert srv.stats == {"connections": 2, "bytes_in": 1003, "bytes_out": 1003, "errors": 0, "refused": 0,
+                         "idle_closed": 0}

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import resource
 import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..costs import RequestCost, Work
-from ..net import Waker
+from ..net import Waker, close_quietly
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
-__all__ = ["AcceptPause", "Model", "ServeOptions", "ServerStats", "StatsCounter", "WakeableModel",
-           "missing_module", "model_options"]
+__all__ = ["AcceptPause", "IdleSweep", "Model", "ServeOptions", "ServerStats", "StatsCounter",
+           "WakeableModel", "missing_module", "model_options"]
 
 NO_COST = RequestCost()
 _log = logging.getLogger("iomodels.models")
+FD_RESERVE = 32  # descriptors kept for the server's own use below the fd limit (--max-connections)
 READ_SIZE = 64 * 1024  # below glibc's mmap threshold: a read never costs an mmap/munmap pair
 
 
@@ -55,6 +58,8 @@ class ServeOptions:
     read_size: int = READ_SIZE
     grace: float = 5.0  # seconds a stop may take before abort (prefork passes it to its workers)
     cost: RequestCost = NO_COST  # backend wait, CPU work, offload: every model honours it
+    idle_timeout: float = 60.0  # close a connection quiet this long (no input, nothing to send); 0: never
+    max_connections: int | None = None  # stop accepting at this many; None: from the fd limit; 0: none
     workers: int | None = _model_option(None, "threads (threadpool) or processes (prefork)")
     inner: str | None = _model_option(None, "the model each prefork worker runs")
     reuse_port: bool = _model_option(False, "a SO_REUSEPORT listener per prefork worker")
@@ -80,6 +85,8 @@ class ServerStats:
     empty: int = 0  # of `connections`: closed without sending a byte (port probes, health checks)
     workers_died: int = 0  # prefork: workers that ended without their statistics (killed, crashed)
     workers_replaced: int = 0  # prefork: workers started again in their place
+    refused: int = 0  # of `connections`: accepted, then closed at once (no room for them: said in the log)
+    idle_closed: int = 0  # of `connections`: closed by the server after --idle-timeout of silence
 
     def __add__(self, other: ServerStats) -> ServerStats:
         return ServerStats(
@@ -92,10 +99,13 @@ class ServerStats:
             self.empty + other.empty,
             self.workers_died + other.workers_died,
             self.workers_replaced + other.workers_replaced,
+            self.refused + other.refused,
+            self.idle_closed + other.idle_closed,
         )
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON form; the offload and empty fields only when there is something to say."""
+        """The JSON form; the offload, empty and prefork fields only when there is something to say
+        (``refused`` and ``idle_closed`` always: what the server turned away is always worth a look)."""
         out: dict[str, object] = asdict(self)
         if not self.offloaded:
             del out["offloaded"], out["worker_pids"]
@@ -119,7 +129,7 @@ class StatsCounter:
     threaded models and is uncontended elsewhere.
     """
 
-    __slots__ = ("_lock", "bytes_in", "bytes_out", "connections", "empty", "errors")
+    __slots__ = ("_lock", "bytes_in", "bytes_out", "connections", "empty", "errors", "idle_closed", "refused")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -128,6 +138,8 @@ class StatsCounter:
         self.bytes_out = 0
         self.errors = 0
         self.empty = 0
+        self.refused = 0
+        self.idle_closed = 0
 
     def connection_done(self, bytes_in: int, bytes_out: int, error: bool) -> None:
         with self._lock:
@@ -136,10 +148,21 @@ class StatsCounter:
             self.errors += error
             self.empty += not bytes_in and not error
 
+    def refuse(self) -> None:
+        """One connection accepted and closed at once (the caller logs why, rate-limited)."""
+        with self._lock:
+            self.connections += 1
+            self.refused += 1
+
+    def idle_close(self) -> None:
+        """One connection closed after --idle-timeout (it reports its bytes with connection_done)."""
+        with self._lock:
+            self.idle_closed += 1
+
     def snapshot(self) -> ServerStats:
         with self._lock:
             return ServerStats(self.connections, self.bytes_in, self.bytes_out, self.errors,
-                               empty=self.empty)
+                               empty=self.empty, refused=self.refused, idle_closed=self.idle_closed)
 
 
 class Model(ABC):
@@ -161,6 +184,30 @@ class Model(ABC):
         self.options = options or ServeOptions()
         self.stats = StatsCounter()
         self.work: Work | None = None  # the request cost's calibration and pool, set while serving
+        self._refused_logged = -1e9
+        self._refusals = 0
+
+    @property
+    def max_connections(self) -> int:
+        """How many connections this server holds at most (``--max-connections``); beyond it, new
+        clients wait in the kernel's backlog. By default the fd limit, less a reserve for the
+        server's own descriptors (listener, waker, pools, logs)."""
+        limit = self.options.max_connections
+        if limit is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return max(1, soft - FD_RESERVE) if soft != resource.RLIM_INFINITY else 1 << 30
+        return limit or 1 << 30
+
+    def refuse(self, sock: Any, reason: str) -> None:
+        """Close a connection just accepted for which there is no room; count it and say why (one
+        log line a second at most, with a count)."""
+        close_quietly(sock)
+        self.stats.refuse()
+        now = time.monotonic()
+        self._refusals += 1
+        if now - self._refused_logged >= 1.0:
+            _log.warning("refusing a connection: %s (%d since the last message)", reason, self._refusals)
+            self._refused_logged, self._refusals = now, 0
 
     def new_session(self) -> Session:
         """A session for a new connection, with the service and the request cost."""
@@ -218,6 +265,8 @@ class AcceptPause:
         self.resume_at = 0.0
         self._failures = 0
         self._logged = -1e9
+        self._holds = 0
+        self._held_logged = -1e9
 
     def pause(self, exc: OSError) -> None:
         now = time.monotonic()
@@ -230,9 +279,20 @@ class AcceptPause:
                          self._failures)
             self._logged, self._failures = now, 0
 
+    def hold(self, limit: int) -> None:
+        """At ``--max-connections``: stop accepting until a connection closes (no retry timer)."""
+        now = time.monotonic()
+        self.paused = True
+        self.resume_at = float("inf")
+        self._holds += 1
+        if now - self._held_logged >= 1.0:
+            _log.warning("%d connections open (--max-connections): new clients wait in the backlog "
+                         "until one closes (%d times since the last message)", limit, self._holds)
+            self._held_logged, self._holds = now, 0
+
     def bound(self, timeout: float | None) -> float | None:
         """A loop's wait ``timeout``, shortened so that the listener is tried again in time."""
-        if not self.paused:
+        if not self.paused or self.resume_at == float("inf"):
             return timeout
         retry = max(0.0, self.resume_at - time.monotonic())
         return retry if timeout is None else min(timeout, retry)
@@ -245,6 +305,48 @@ class AcceptPause:
         """Leave the pause; True if there was one (the caller watches the listener again)."""
         was, self.paused = self.paused, False
         return was
+
+
+class IdleSweep:
+    """``--idle-timeout``: a clock hand over the connections, every timeout/4 seconds.
+
+    The hot path only zeroes a connection's ``idle`` counter when input comes.
+    Each sweep adds one to the counter of every *quiet* connection (the model
+    says which: serving, nothing to send, no reply held back) and zeroes the
+    others; a connection quiet for ``TICKS + 1`` sweeps in a row has been silent
+    for more than the timeout (at most a quarter more) and is closed. One timer
+    per loop, whatever the number of connections; no timer work per request.
+    """
+
+    TICKS = 4
+
+    def __init__(self, timeout: float) -> None:
+        self.enabled = timeout > 0
+        self.period = timeout / self.TICKS if self.enabled else float("inf")
+        self.next_at = time.monotonic() + self.period
+
+    def bound(self, timeout: float | None) -> float | None:
+        """A loop's wait ``timeout``, shortened so that the next sweep comes in time."""
+        if not self.enabled:
+            return timeout
+        left = max(0.0, self.next_at - time.monotonic())
+        return left if timeout is None else min(timeout, left)
+
+    def due(self) -> bool:
+        return self.enabled and time.monotonic() >= self.next_at
+
+    def sweep(self, conns: Iterable[Any], quiet: Callable[[Any], bool]) -> list[Any]:
+        """One turn of the hand: the connections whose silence has outlasted the timeout."""
+        self.next_at = time.monotonic() + self.period
+        expired = []
+        for conn in conns:
+            if quiet(conn):
+                conn.idle += 1
+                if conn.idle > self.TICKS:
+                    expired.append(conn)
+            else:
+                conn.idle = 0
+        return expired
 
 
 def missing_module(module: str, package: str | None = None) -> str | None:

@@ -41,20 +41,21 @@ from typing import Any
 
 from ..net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ..service import Next, Phase, Session
-from .base import AcceptPause, ServerStats, WakeableModel
+from .base import AcceptPause, IdleSweep, ServerStats, WakeableModel
 from .deferred import Deferred
 
 _BUFFER_SIZE = 4096  # one provided buffer: a 1 KiB request fits; larger ones take several
 _BUFFER_COUNT = 2048  # the shared pool: 8 MiB, whatever the number of connections
 _RING_ENTRIES = 1024
+_MULTISHOT_ROOM = 256  # free --max-connections slots below which accepts go one at a time
 _WAKE = object()  # user_data of the waker's recv
 _ACCEPT = object()  # user_data of the multishot accept
 _OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "paused", "recv", "sending_bytes", "sending_ops",
-                 "session", "sock", "starved", "stop_pending")
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "sending_bytes",
+                 "sending_ops", "session", "sock", "starved", "stop_pending")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -64,11 +65,19 @@ class _Connection:
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
         self.stop_pending = False  # the server stopped: drain once the cancelled recv has ended
+        self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
         self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.error = False
+
+
+def _quiet(conn: _Connection) -> bool:
+    """Serving, nothing to send or in flight, no reply held back: the silence --idle-timeout counts."""
+    session = conn.session
+    return (session.phase is _OPEN and not conn.sending_ops and not session.pending
+            and not session.waiting and not conn.error)
 
 
 class UringModel(WakeableModel):
@@ -114,6 +123,9 @@ class UringModel(WakeableModel):
         self._waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         self._listener: socket.socket | None = listener
         self._accept: Any = None
+        self._accept_multi = False
+        self._max = self.max_connections
+        sweep = IdleSweep(self.options.idle_timeout)
         self._arm_accept()
         self._stopping = False
         kind_recv = uring_api.COMPLETION_KIND_RECV_MULTISHOT
@@ -121,7 +133,7 @@ class UringModel(WakeableModel):
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         try:
             while not (self._stopping and not self._conns and self._listener is None):
-                timeout = self._pause.bound(deferred.timeout() if deferred is not None else None)
+                timeout = sweep.bound(self._pause.bound(deferred.timeout() if deferred is not None else None))
                 try:
                     batch = ring.wait(timeout) or ()
                 except InterruptedError:  # a signal handler ran (and may have poked the waker)
@@ -147,6 +159,13 @@ class UringModel(WakeableModel):
                     for conn in deferred.take_due():
                         if conn in self._conns:
                             self._deliver(conn)
+                if sweep.due():
+                    for conn in sweep.sweep(tuple(self._conns), _quiet):
+                        if input_waiting(conn.sock):  # input came meanwhile: not idle after all
+                            conn.idle = 0
+                        else:
+                            self.stats.idle_close()
+                            self._finish(conn)
         finally:
             for conn in tuple(self._conns):
                 self._finish(conn, force=True)
@@ -219,6 +238,10 @@ class UringModel(WakeableModel):
                 self._stop_conn(conn)
             else:
                 self._arm_recv(conn)
+                if (self._accept_multi and self._accept is not None and c.flags & self._u.IORING_CQE_F_MORE
+                        and self._max - len(self._conns) <= _MULTISHOT_ROOM):
+                    self._ring.prepare_cancel(self._accept)  # near --max-connections: one at a time
+                    self._accept_multi = False
         elif -res in SHORTAGE_ERRNOS:  # re-armed at once it would fail again: see AcceptPause
             self._pause.pause(OSError(-res, os.strerror(-res)))
             if c.flags & self._u.IORING_CQE_F_MORE:
@@ -234,8 +257,16 @@ class UringModel(WakeableModel):
                     self._arm_accept()
 
     def _arm_accept(self) -> None:
+        """Accept again: multishot while there is room, one at a time near --max-connections (a
+        multishot accept's completions in flight would pass it), not at all at it."""
         assert self._listener is not None
-        self._accept = self._ring.prepare_accept_multishot(self._listener.fileno(), 0, _ACCEPT)
+        room = self._max - len(self._conns)
+        if room <= 0:
+            self._pause.hold(self._max)  # a closing connection calls _resume_accepting
+            return
+        self._accept_multi = room > _MULTISHOT_ROOM
+        prepare = self._ring.prepare_accept_multishot if self._accept_multi else self._ring.prepare_accept
+        self._accept = prepare(self._listener.fileno(), 0, _ACCEPT)
 
     def _resume_accepting(self) -> None:
         """After a shortage: accept again (a timer ran out, or a connection closed)."""
@@ -280,6 +311,7 @@ class UringModel(WakeableModel):
             return
         if res > 0:
             conn.starved = False
+            conn.idle = 0
             conn.bytes_in += res
             session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
             self._send(conn)
@@ -398,5 +430,5 @@ class UringModel(WakeableModel):
         self._conns.discard(conn)
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, conn.error or force)
-        if self._pause.paused:  # a descriptor is free: accept again now
+        if self._pause.paused and len(self._conns) < self._max:  # a descriptor is free: accept now
             self._resume_accepting()

@@ -24,9 +24,9 @@ from abc import abstractmethod
 from asyncio import AbstractEventLoop, BufferedProtocol, Event, get_running_loop
 from typing import Any
 
-from ...net import SHORTAGE_ERRNOS
+from ...net import SHORTAGE_ERRNOS, input_waiting, read_arrived
 from ...service import Phase
-from ..base import AcceptPause, Model, ServerStats
+from ..base import AcceptPause, IdleSweep, Model, ServerStats
 
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener
 _OPEN = Phase.OPEN
@@ -37,7 +37,7 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(BufferedProtocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "draining", "model", "session", "sock", "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "session", "sock", "transport")
 
     def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
         self.model = model
@@ -47,6 +47,7 @@ class ServiceProtocol(BufferedProtocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.draining = False  # stopped by the server: replies go out, input is dropped
+        self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -65,6 +66,7 @@ class ServiceProtocol(BufferedProtocol):
         if self.draining:
             return  # after the stop: not served, only read so the client's sends can finish
         self.bytes_in += nbytes
+        self.idle = 0
         session = self.session
         session.receive_data(self.model.buffer[:nbytes].tobytes())
         out = session.take_data()
@@ -124,28 +126,38 @@ class ServiceProtocol(BufferedProtocol):
         The loop reads only when it next polls; the bytes that arrived before
         the stop may still be in the kernel. Read them now, without waiting
         (the transport has delivered everything it read: nothing is reordered),
-        and serve them as if the loop had. The client's EOF, if it came, is left
-        for the transport to see."""
+        and serve them as if the loop had (:func:`net.read_arrived`). The client's
+        EOF, if it came, is left for the transport to see."""
         if self.session.phase is not _OPEN or self.transport.is_closing():
             return
         buffer = self.model.buffer
-        recv_into = self.sock.recv_into
-        while True:
-            try:
-                n = recv_into(buffer, 0, socket.MSG_DONTWAIT)
-            except OSError:  # EAGAIN: all read; anything else: the transport will see it
-                return
-            if not n:
-                return
-            self.buffer_updated(n)
-            if self.transport.is_closing():
-                return
+
+        def on_data(data: bytes) -> None:
+            if not self.transport.is_closing():
+                buffer[:len(data)] = data
+                self.buffer_updated(len(data))
+
+        read_arrived(self.sock, len(buffer), on_data)
+
+    def quiet(self) -> bool:
+        """Serving, nothing to send, no reply held back: the silence --idle-timeout counts."""
+        session = self.session
+        return (session.phase is _OPEN and not session.waiting and not self.draining
+                and not self.transport.is_closing() and not self.transport.get_write_buffer_size())
+
+    def close_idle(self) -> None:
+        """Quiet for longer than --idle-timeout: close (unless input came in the meantime)."""
+        if input_waiting(self.sock):
+            self.idle = 0
+            return
+        self.model.stats.idle_close()
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         model = self.model
         model.stats.connection_done(self.bytes_in, self.bytes_out, exc is not None)
         model.protocols.discard(self)
-        if model._pause.paused:  # a descriptor is free again: try the listener now
+        if model._pause.paused and model.room():  # a descriptor is free again: try the listener now
             model.resume_accepting()
         if model.stopping and not model.protocols and model.all_closed is not None:
             model.all_closed.set()
@@ -184,6 +196,7 @@ class DeferredProtocol(ServiceProtocol):
         if self.draining:
             return
         self.bytes_in += nbytes
+        self.idle = 0
         self.session.receive_data(self.model.buffer[:nbytes].tobytes())  # dropped after a stop
         self._flush()
 
@@ -273,6 +286,9 @@ class ProtocolModel(Model):
         self._listener: socket.socket | None = None
         self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
+        self._adopting = 0  # accepted, transport not made yet
+        self._max = 0
+        self._sweep: IdleSweep | None = None
 
     @property
     def loop(self) -> AbstractEventLoop:
@@ -305,10 +321,15 @@ class ProtocolModel(Model):
         # listener is paused and tried again after a close or 100 ms, with one log line a second.
         listener.setblocking(False)
         self._listener = listener
+        self._max = self.max_connections
         loop.add_reader(listener.fileno(), self._accept_ready)
+        sweep = self._sweep = IdleSweep(self.options.idle_timeout)
+        sweeper = loop.call_later(sweep.period, self._sweep_idle) if sweep.enabled else None
         try:
             await self._stop_requested.wait()
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
             if not self._pause.paused:
                 loop.remove_reader(listener.fileno())
             listener.close()
@@ -318,9 +339,25 @@ class ProtocolModel(Model):
         if self.protocols:
             await self.all_closed.wait()
 
+    def room(self) -> bool:
+        """Below --max-connections (counting the connections whose transport is being made)."""
+        return len(self.protocols) + self._adopting < self._max
+
+    def _sweep_idle(self) -> None:
+        sweep = self._sweep
+        assert sweep is not None
+        for protocol in sweep.sweep(tuple(self.protocols), ServiceProtocol.quiet):
+            protocol.close_idle()
+        if not self.stopping:
+            self.loop.call_later(sweep.period, self._sweep_idle)
+
     def _accept_ready(self) -> None:
         listener, loop = self._listener, self.loop
         for _ in range(_ACCEPT_BATCH):
+            if not self.room():  # --max-connections: the rest wait in the backlog
+                loop.remove_reader(listener.fileno())
+                self._pause.hold(self._max)
+                return
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -331,15 +368,16 @@ class ProtocolModel(Model):
                 return  # a failure of one connection (ECONNABORTED...): the next event retries
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._adopting += 1
             loop.create_task(self._adopt(sock))
 
     async def _adopt(self, sock: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(lambda: self._protocol_class(self, sock), sock)
-        except OSError:  # out of resources for the transport, or the client is gone already
-            sock.close()
-            self.stats.connections += 1
-            self.stats.connection_done(0, 0, True)
+        except OSError as exc:  # out of resources for the transport, or the client is gone already
+            self.refuse(sock, f"no transport for it ({exc.strerror or exc})")
+        finally:
+            self._adopting -= 1
 
     def _pause_accepting(self, exc: OSError) -> None:
         loop = self.loop
@@ -348,7 +386,7 @@ class ProtocolModel(Model):
         loop.call_later(AcceptPause.RETRY, self.resume_accepting)
 
     def resume_accepting(self) -> None:
-        """Watch the listener again (after a pause for a shortage of file descriptors)."""
+        """Watch the listener again (after a shortage of file descriptors, or at --max-connections)."""
         if self._listener.fileno() >= 0 and self._pause.resume():  # closed at the stop: -1
             self.loop.add_reader(self._listener.fileno(), self._accept_ready)
 

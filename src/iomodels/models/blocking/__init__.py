@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -39,13 +40,15 @@ from typing import Any
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
-from ..base import AcceptPause, Model, ServerStats
+from ...sigmask import signals_blocked
+from ..base import AcceptPause, IdleSweep, Model, ServerStats
 
 __all__ = ["DispatchModel", "serve_connection"]
 
 
 # accept() errors that concern one connection or a passing shortage, not the listener
 _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+_HOLD_CHECK = 0.25  # at --max-connections, how often the accepting thread looks for a stop
 
 
 def serve_connection(model: DispatchModel, conn: Any) -> None:
@@ -57,9 +60,12 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     blocking model's backpressure.
 
     Stopping: a handler blocked in ``recv`` is in ``model.idle`` and is woken
-    by ``stop()`` with ``shutdown(SHUT_RD)`` (its recv returns EOF); a busy one
-    sees ``model.stopping`` after its reply is out and stops its session, which
-    then says whether to close or to linger (the rule is the session's).
+    by ``stop()`` with ``shutdown(SHUT_RD)`` (its recv returns what had arrived,
+    then EOF); a busy one sees ``model.stopping`` after its reply is out, answers
+    what has arrived since, and stops its session, which then says whether to
+    close or to linger (the rule is the session's). ``--idle-timeout``: the
+    sweeper shuts down a connection that has sat in ``model.idle`` too long, and
+    its recv returns EOF the same way.
     """
     session = model.new_session()
     read_size = model.options.read_size
@@ -70,14 +76,14 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     error = False
     try:
         while True:
-            idle.add(conn)
+            idle[conn] = model.sweeps
             if model.stopping:
-                idle.discard(conn)
+                del idle[conn]
                 bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
                 session.stop()
                 break
             data = recv(read_size)
-            idle.discard(conn)
+            del idle[conn]
             if not data:
                 session.receive_eof()
                 break
@@ -101,7 +107,7 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     except OSError:
         error = session.phase is not Phase.LINGERING
     finally:
-        idle.discard(conn)
+        idle.pop(conn, None)
         close_quietly(conn)
         model.stats.connection_done(bytes_in, bytes_out, error)
 
@@ -138,7 +144,11 @@ class DispatchModel(Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conns: set[Any] = set()
-        self.idle: set[Any] = set()  # connections whose handler is blocked in recv
+        # connections whose handler is blocked in recv -> the idle sweep count when it began
+        self.idle: dict[Any, int] = {}
+        self.sweeps = 0  # turns of the --idle-timeout sweeper so far
+        self._expired: set[Any] = set()  # shut down by the sweeper: counted as idle_closed
+        self._slots: Any = None  # --max-connections
         self._listener: Any = None
         self.stopping = False  # read by every handler once per request
         self._pause = AcceptPause()  # the log line at the fd limit: once a second, with a count
@@ -154,6 +164,17 @@ class DispatchModel(Model):
 
     def wait_for_handlers(self) -> None:
         """After the accept loop ends: wait until every handler has finished."""
+
+    def spawn(self, target: Callable[[], None]) -> None:
+        """Run ``target`` beside the accept loop (the idle sweeper): a thread; gevent, a greenlet."""
+        thread = threading.Thread(target=target, daemon=True, name="idle-sweeper")
+        with signals_blocked():
+            thread.start()
+
+    def new_slots(self, count: int) -> Any:
+        """A semaphore of ``count`` connection slots (``--max-connections``) for this model's kind
+        of concurrency."""
+        return threading.Semaphore(count)
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
@@ -192,14 +213,28 @@ class DispatchModel(Model):
             serve_connection(self, conn)
         finally:
             self._conns.discard(conn)
+            if conn in self._expired:
+                self._expired.discard(conn)
+                self.stats.idle_close()
+            self._slots.release()
 
     def serve(self, listener: socket.socket) -> ServerStats:
         self._listener = listener = self.wrap_listener(listener)
         accept = listener.accept
+        limit = self.max_connections
+        slots = self._slots = self.new_slots(limit)
+        if self.options.idle_timeout > 0:
+            self.spawn(self._sweep_idle)
         while not self.stopping:
+            if not slots.acquire(timeout=_HOLD_CHECK):  # --max-connections: the rest wait in the
+                self._pause.hold(limit)                 # backlog; stop() is seen within 0.25 s
+                continue
+            if self.stopping:
+                break
             try:
                 conn, _ = accept()
             except OSError as exc:
+                slots.release()
                 if self.stopping:
                     break
                 if exc.errno in _TRANSIENT_ACCEPT:
@@ -208,11 +243,17 @@ class DispatchModel(Model):
                     self._shortage(exc)
                     continue
                 raise
-            self.stats.connections += 1
             self._conns.add(conn)
             if self.stopping:  # accepted while stop() ran: serve what it sent, nothing more
                 self.shutdown(conn, socket.SHUT_RD)
-            self.dispatch(conn)
+            try:
+                self.dispatch(conn)
+            except RuntimeError as exc:  # no thread for it (RLIMIT_NPROC, memory)
+                self._conns.discard(conn)
+                slots.release()
+                self.refuse(conn, f"no handler for it ({exc})")
+                continue
+            self.stats.connections += 1
         close_quietly(listener)
         self.wait_for_handlers()
         return self.stats.snapshot()
@@ -222,11 +263,24 @@ class DispatchModel(Model):
         self._pause.pause(exc)
         self.sleep(AcceptPause.RETRY)
 
+    def _sweep_idle(self) -> None:
+        """--idle-timeout: every timeout/4 s, shut down the connections whose handler has waited in
+        recv through more than four turns (its recv returns EOF; the handler closes and counts)."""
+        period = self.options.idle_timeout / IdleSweep.TICKS
+        while not self.stopping:
+            self.sleep(period)
+            self.sweeps += 1
+            for conn, since in self.idle.copy().items():  # copy(): one C call, safe against handlers
+                if (self.sweeps - since > IdleSweep.TICKS and self.idle.get(conn) == since
+                        and not self.stopping and not self.input_waiting(conn)):
+                    self._expired.add(conn)
+                    self.shutdown(conn, socket.SHUT_RDWR)
+
     def stop(self) -> None:
         self.stopping = True
         if self._listener is not None:
             self.shutdown(self._listener, socket.SHUT_RDWR)
-        for conn in tuple(self.idle):  # busy handlers see `stopping` once their reply is out
+        for conn in tuple(self.idle.copy()):  # busy handlers see `stopping` once their reply is out
             self.shutdown(conn, socket.SHUT_RD)
 
     def abort(self) -> None:

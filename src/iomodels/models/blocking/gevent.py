@@ -113,6 +113,14 @@ class GeventModel(DispatchModel):
         finally:
             watcher.close()
 
+    def spawn(self, target: Callable[[], None]) -> None:
+        self._gevent.spawn(target)
+
+    def new_slots(self, count: int) -> Any:
+        import gevent.lock
+
+        return gevent.lock.Semaphore(count)
+
     def dispatch(self, conn: Any) -> None:
         self._group.spawn(self.handle, conn)
 

@@ -30,20 +30,16 @@ stop, linger) is the session's rule (:meth:`Session.next_action`).
 
 from __future__ import annotations
 
-import logging
 import socket
-import time
 from abc import ABC, abstractmethod
 from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
-from ..base import AcceptPause, ServeOptions, ServerStats, WakeableModel
+from ..base import AcceptPause, IdleSweep, ServeOptions, ServerStats, WakeableModel
 from ..deferred import Deferred
 
 __all__ = ["ERROR", "READ", "WRITE", "ReadinessModel", "Wait"]
-
-log = logging.getLogger(__name__)
 
 # `from select import ...`, not `import select`: once the submodule readiness/select.py is imported,
 # the package's global name `select` is that submodule (a package's attributes are its globals)
@@ -88,7 +84,7 @@ class Wait(ABC):
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "session", "sock")
+    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "idle", "session", "sock")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -97,6 +93,13 @@ class _Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.events = READ
+        self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
+
+
+def _quiet(conn: _Connection) -> bool:
+    """Serving, nothing to send, no reply held back: the silence --idle-timeout counts."""
+    session = conn.session
+    return session.phase is _OPEN and not session.pending and not session.waiting
 
 
 class ReadinessModel(WakeableModel):
@@ -107,7 +110,6 @@ class ReadinessModel(WakeableModel):
     def __init__(self, options: ServeOptions | None = None) -> None:
         super().__init__(options)
         self._conns: dict[int, _Connection] = {}
-        self._refused_logged = 0.0
         self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
         self._pause = AcceptPause()
         self._stopping = False
@@ -129,6 +131,8 @@ class ReadinessModel(WakeableModel):
         conns = self._conns
         deferred = self._deferred = Deferred(waker.poke) if self.work is not None else None
         pause = self._pause
+        sweep = IdleSweep(self.options.idle_timeout)
+        self._max = self.max_connections
         self._listener, self._lfd = listener, lfd
         stopping = self._stopping = False
         if self._edge:  # connections queued before we watched the listener raised no event
@@ -136,7 +140,7 @@ class ReadinessModel(WakeableModel):
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
             while not (stopping and not conns):
-                timeout = pause.bound(deferred.timeout() if deferred is not None else None)
+                timeout = sweep.bound(pause.bound(deferred.timeout() if deferred is not None else None))
                 for fd, events in wait.wait(timeout):
                     conn = conns.get(fd)
                     if conn is not None:
@@ -163,6 +167,9 @@ class ReadinessModel(WakeableModel):
                     for conn in deferred.take_due():
                         if conns.get(conn.fd) is conn:
                             self._deliver(conn)
+                if sweep.due():
+                    for conn in sweep.sweep(tuple(conns.values()), _quiet):
+                        self._close_idle(conn)
         finally:
             for conn in tuple(conns.values()):
                 self._close(conn, error=True)
@@ -198,7 +205,13 @@ class ReadinessModel(WakeableModel):
     def _accept(self, listener: socket.socket) -> None:
         wait = self._wait
         limit = 1 << 30 if self._edge else _ACCEPT_BATCH
+        conns = self._conns
         for _ in range(limit):
+            if len(conns) >= self._max:  # --max-connections: the rest wait in the backlog
+                if not self._pause.paused:
+                    wait.remove(self._lfd)
+                self._pause.hold(self._max)
+                return
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -209,12 +222,12 @@ class ReadinessModel(WakeableModel):
                         wait.remove(self._lfd)
                     self._pause.pause(exc)
                 return
-            self.stats.connections += 1
             fd = sock.fileno()
             reason = wait.refuse(fd)
             if reason is not None:
-                self._refuse(sock, reason)
+                self.refuse(sock, reason)
                 continue
+            self.stats.connections += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Connection(sock, self.new_session())
@@ -231,14 +244,6 @@ class ReadinessModel(WakeableModel):
             return
         self._wait.add(self._lfd, READ)
         self._accept(self._listener)  # edge-triggered waits raise no event for what is queued
-
-    def _refuse(self, sock: socket.socket, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._refused_logged > 1.0:
-            self._refused_logged = now
-            log.warning("refusing a connection: %s", reason)
-        close_quietly(sock)
-        self.stats.connection_done(0, 0, True)
 
     def _readable(self, conn: _Connection) -> None:
         session = conn.session
@@ -262,6 +267,7 @@ class ReadinessModel(WakeableModel):
                 session.receive_eof()
                 break
             conn.bytes_in += n
+            conn.idle = 0  # here, not before recv: busy polling "reports" every socket every sweep
             session.receive_data(view[:n].tobytes())
             if not self._send(conn):
                 return
@@ -348,6 +354,14 @@ class ReadinessModel(WakeableModel):
             conn.events = events
             self._wait.modify(conn.fd, events)
 
+    def _close_idle(self, conn: _Connection) -> None:
+        """Quiet for longer than --idle-timeout: close (unless input came in the meantime)."""
+        if input_waiting(conn.sock):
+            conn.idle = 0
+            return
+        self.stats.idle_close()
+        self._close(conn, error=False)
+
     def _close(self, conn: _Connection, error: bool) -> None:
         if self._conns.pop(conn.fd, None) is None:
             return
@@ -356,5 +370,5 @@ class ReadinessModel(WakeableModel):
         self._wait.remove(conn.fd)
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, error)
-        if self._pause.paused:  # a descriptor is free: try the listener now
+        if self._pause.paused and len(self._conns) < self._max:  # a descriptor is free: try now
             self._resume_accepting()
