@@ -193,3 +193,16 @@ def test_durations_rates_and_counts_take_units() -> None:
         Count(1).convert("1.5", None, None)
     with pytest.raises(click.BadParameter, match=r"durations: 1\.5, 500ms"):
         Duration(0).convert("5 parsecs", None, None)
+
+
+def test_check_refuses_a_target_off_this_machine_and_a_dead_one() -> None:
+    proc = run_cli("check", "192.0.2.1:80", "--quick")
+    assert proc.returncode == 1 and "not a loopback address" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening
+    proc = run_cli("check", f"127.0.0.1:{port}", "--quick")
+    assert proc.returncode == 1 and "start the server first" in proc.stderr, proc.stderr
+    proc = run_cli("check", "127.0.0.1:1", "--only", "slowloris,nope")
+    assert proc.returncode == 2 and "unknown attack 'nope'" in proc.stderr, proc.stderr

@@ -109,7 +109,8 @@ def test_stats_count_connections_that_sent_nothing_apart() -> None:
         with connect(srv.port) as sock:
             assert roundtrip(sock, b"abc") == b"ABC"
         srv.stop()
-    assert srv.stats == {"connections": 2, "bytes_in": 3, "bytes_out": 3, "errors": 0, "empty": 1}
+    assert srv.stats == {"connections": 2, "bytes_in": 3, "bytes_out": 3, "errors": 0, "empty": 1,
+                         "refused": 0, "idle_closed": 0}
 
 
 def test_compare_without_matplotlib_still_writes_results_and_says_how_to_get_charts(tmp_path: Path) -> None:

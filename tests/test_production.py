@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import selectors
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
+from iomodels.check import ATTACKS
 from iomodels.models import REGISTRY
 
 from .conformance.clients import connect, recv_exactly, roundtrip
-from .helpers.running import start_or_skip
+from .helpers.running import run_cli, start_or_skip
 
 # the models that serve one client (blocking) or a fixed number (threadpool) at a time: clients
 # beyond those wait in the kernel's backlog, never accepted, and a stop loses them by design
@@ -159,3 +162,38 @@ def test_max_connections_holds_new_clients_in_the_backlog_until_one_closes(model
     assert srv.stats is not None and srv.stats["connections"] == 4 and srv.stats["refused"] == 0
     assert srv.stats["errors"] == 0
     assert any("--max-connections" in line for line in srv.log), srv.log
+
+
+# what `iomodels check --quick` must find, model by model: blocking serves one client at a time (the
+# steady client holds it), threadpool's six threads are taken by 300 slowloris or 1,100 idle sockets,
+# select refuses descriptors beyond FD_SETSIZE; everyone else must hold against every attack
+_CHECK_FAILS = {
+    "blocking": set(ATTACKS),
+    "threadpool": {"slowloris", "idle-horde"},
+    "select": {"idle-horde"},
+}
+
+
+@pytest.mark.parametrize("model", list(REGISTRY))
+def test_check_quick_fails_exactly_the_attacks_a_model_cannot_hold(model: str, tmp_path: Path) -> None:
+    srv = start_or_skip(model)
+    out = tmp_path / "check.json"
+    try:
+        # blocking fails everything by timing out: a shorter deadline keeps the test short
+        deadline = ["--deadline", "1"] if model == "blocking" else []
+        proc = run_cli("check", f"127.0.0.1:{srv.port}", "--quick", "--json", str(out), *deadline,
+                       timeout=120)
+        assert srv.alive(), "\n".join(srv.lines[-20:])
+    finally:
+        srv.stop()
+    doc = json.loads(out.read_text())
+    expected = _CHECK_FAILS.get(model, set())
+    details = {a["name"]: a["problems"] for a in doc["attacks"] if a["problems"]}
+    assert set(doc["failed"]) == expected, details
+    assert proc.returncode == (1 if expected else 0), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert [a["name"] for a in doc["attacks"]] == list(ATTACKS)
+    for attack in doc["attacks"]:
+        assert attack["observed"]
+        if attack["passed"]:
+            assert attack["steady"]["round_trips"] > 0 and attack["fresh_during_ms"] is not None

@@ -470,6 +470,83 @@ def _names(text: str, option: str, known: tuple[str, ...] | dict[str, str]) -> t
     return tuple(dict.fromkeys(parts))
 
 
+@main.command("check")
+@click.argument("target", default="127.0.0.1:8080", required=False)
+@click.option("--quick", is_flag=True, help="Smaller attacks of 0.5 s each: under 30 s in all.")
+@click.option("--only", default=None, help="Comma-separated attacks to run (default: all).")
+@click.option("--expect", type=click.Choice(["upper", "echo"]), default="upper", show_default=True,
+              help="How a reply is verified.")
+@click.option("--deadline", type=Duration(0, 60, low_open=True), default=2.0, show_default=True,
+              help="Seconds a new client may wait for its round trip; a steady one may stall.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the result here; - for stdout (the table then goes to stderr).")
+def check_cmd(target: str, quick: bool, only: str | None, expect: str, deadline: float,
+              json_path: str | None) -> None:
+    """Attack TARGET (HOST:PORT, on this machine) with hostile clients; exit 1 if any attack won.
+
+    Attacks: slowloris, idle-horde, non-reader, big-message, reset-storm,
+    half-close, connect-flood, random-chunking. During each, a steady client's
+    latency is measured and a new client must be served within --deadline.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .check import ATTACKS, AttackResult, CheckConfig, CheckError, run_check
+    from .loadgen.workload import parse_target
+
+    try:
+        host, port = parse_target(target)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    names = None
+    if only:
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ATTACKS]
+        if unknown or not names:
+            raise click.BadParameter(f"unknown attack {', '.join(unknown) or only!r}: choose from "
+                                     + ", ".join(ATTACKS), param_hint="--only")
+    if json_path and json_path != "-":
+        _check_writable_file(json_path, "--json")
+    preset = CheckConfig.quick if quick else CheckConfig.full
+    cfg = preset(host, port, expect=expect, deadline=deadline)
+    console = Console(stderr=json_path == "-")
+
+    def show(result: AttackResult) -> None:
+        mark = "[green]passed[/green]" if result.passed else "[red]FAILED[/red]"
+        console.print(f"{result.name}: {mark} ({result.seconds:.1f} s)")
+
+    try:
+        doc = run_check(cfg, names, on_result=show)
+    except CheckError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted: no verdict") from None
+    table = Table(title=f"iomodels check {escape(target)} ({cfg.preset})")
+    for column, justify in (("attack", "left"), ("result", "left"), ("what was observed", "left"),
+                            ("steady p99 ms", "right"), ("new client ms", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for item in doc["attacks"]:  # type: ignore[union-attr]
+        p99 = item["steady"].get("p99_ms")
+        fresh = item["fresh_during_ms"]
+        what = escape(item["observed"]) + "".join(f"\n[red]{escape(p)}[/red]" for p in item["problems"])
+        table.add_row(item["name"], "[green]passed[/green]" if item["passed"] else "[red]FAILED[/red]",
+                      what, "-" if p99 is None else f"{p99:.2f}", "-" if fresh is None else f"{fresh:.1f}")
+    console.print(table)
+    if json_path:
+        text = json.dumps(doc, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            with open(json_path, "w") as f:
+                f.write(text)
+    if not doc["passed"]:
+        raise click.ClickException(f"{len(doc['failed'])} attack(s) put the server out of service or "
+                                   f"broke a reply: {', '.join(doc['failed'])}")
+
+
 @main.command("merge")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
