@@ -197,3 +197,35 @@ def test_check_quick_fails_exactly_the_attacks_a_model_cannot_hold(model: str, t
         assert attack["observed"]
         if attack["passed"]:
             assert attack["steady"]["round_trips"] > 0 and attack["fresh_during_ms"] is not None
+
+
+def test_threads_after_a_mass_disconnect_serves_a_new_client_and_stops_in_time() -> None:
+    """Closing 2,048 of 4,096 connections at once wakes 2,048 threads that all want the GIL; with
+    Python's 5 ms switch interval they woke 400,000 times a second and a new client waited 0.5-5 s,
+    a SIGTERM 3-11 s. (benchmarks/mass_disconnect.py measures the figure: 0.1-0.2 s here.)"""
+    from iomodels.net import raise_fd_limit
+
+    if raise_fd_limit() < 4096 + 200:
+        pytest.skip("needs an open-files limit above 4,300")
+    srv = start_or_skip("threads", ["--grace", "2"])
+    socks: list[socket.socket] = []
+    try:
+        socks = [connect(srv.port) for _ in range(4096)]
+        for sock in socks:
+            sock.sendall(b"a")
+        for sock in socks:
+            assert recv_exactly(sock, 1) == b"A"
+        for sock in socks[:2048]:
+            sock.close()
+        start = time.monotonic()
+        with connect(srv.port) as fresh:
+            fresh.settimeout(10)
+            assert roundtrip(fresh, b"fresh") == b"FRESH"
+        assert time.monotonic() - start < 1.5, "a new client waited behind the exiting threads"
+        start = time.monotonic()
+        assert srv.stop() == 0
+        assert time.monotonic() - start < 3.0, "the stop took longer than the grace period + 1 s"
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.kill()

@@ -37,6 +37,7 @@ class ThreadPoolModel(DispatchModel):
     name = "threadpool"
     summary = "a fixed pool of threads; extra clients wait in the kernel backlog"
     accepts = frozenset({"workers"})
+    switch_interval = 0.05  # a large pool waits for the GIL like many threads: see DispatchModel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

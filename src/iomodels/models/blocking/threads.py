@@ -17,6 +17,7 @@ readiness/asyncio model for many idle connections.
 
 from __future__ import annotations
 
+import _thread
 import threading
 from typing import Any
 
@@ -27,23 +28,38 @@ from . import DispatchModel
 class ThreadsModel(DispatchModel):
     name = "threads"
     summary = "a thread per connection, blocking calls in each"
+    switch_interval = 0.05  # thousands of threads wait for the GIL: see DispatchModel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._threads: set[threading.Thread] = set()
+        self._running = 0  # handler threads alive
+        self._done = threading.Condition(threading.Lock())
 
     def _run(self, conn: Any) -> None:
         try:
             self.handle(conn)
         finally:
-            self._threads.discard(threading.current_thread())
+            with self._done:
+                self._running -= 1
+                if not self._running:
+                    self._done.notify_all()
 
     def dispatch(self, conn: Any) -> None:
-        thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
-        self._threads.add(thread)
-        with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
-            thread.start()
+        # _thread, not threading.Thread: start() would wait until the new thread has run (one more
+        # turn for the GIL, which the accepting thread needs most after a mass disconnect leaves
+        # thousands of threads competing for it), and threading's bookkeeping (a registry entry, a
+        # per-thread lock) makes every thread's start and exit dearer. We count them ourselves.
+        with self._done:
+            self._running += 1
+        try:
+            with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
+                _thread.start_new_thread(self._run, (conn,))
+        except RuntimeError:
+            with self._done:
+                self._running -= 1
+            raise
 
     def wait_for_handlers(self) -> None:
-        for thread in tuple(self._threads):
-            thread.join()
+        with self._done:
+            while self._running:
+                self._done.wait()
