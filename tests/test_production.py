@@ -229,3 +229,23 @@ def test_threads_after_a_mass_disconnect_serves_a_new_client_and_stops_in_time()
         for sock in socks:
             sock.close()
         srv.kill()
+
+
+@pytest.mark.parametrize("model", ["threads", "epoll", "asyncio", "gevent"])
+def test_sigusr1_dumps_every_threads_stack_and_the_server_goes_on(model: str) -> None:
+    """What a hung server is blocked in: ServerProcess.stop() sends SIGUSR1 before it kills one, so a
+    test that catches a lost stop shows the stacks."""
+    srv = start_or_skip(model)
+    try:
+        with connect(srv.port) as sock:
+            assert roundtrip(sock, b"a") == b"A"
+            srv.proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 5
+            while not any("most recent call first" in line for line in srv.log):
+                assert time.monotonic() < deadline, srv.log
+                time.sleep(0.05)
+            assert roundtrip(sock, b"b") == b"B"
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+    assert any("serving.py" in line or "base.py" in line or "__init__.py" in line for line in srv.log)

@@ -526,14 +526,15 @@ def check_cmd(target: str, quick: bool, only: str | None, expect: str, deadline:
         raise click.ClickException("interrupted: no verdict") from None
     table = Table(title=f"iomodels check {escape(target)} ({cfg.preset})")
     for column, justify in (("attack", "left"), ("result", "left"), ("what was observed", "left"),
-                            ("steady p99 ms", "right"), ("new client ms", "right")):
+                            ("steady p99 ms", "right"), ("new client ms", "right"), ("s", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for item in doc["attacks"]:  # type: ignore[union-attr]
         p99 = item["steady"].get("p99_ms")
         fresh = item["fresh_during_ms"]
         what = escape(item["observed"]) + "".join(f"\n[red]{escape(p)}[/red]" for p in item["problems"])
         table.add_row(item["name"], "[green]passed[/green]" if item["passed"] else "[red]FAILED[/red]",
-                      what, "-" if p99 is None else f"{p99:.2f}", "-" if fresh is None else f"{fresh:.1f}")
+                      what, "-" if p99 is None else f"{p99:.2f}", "-" if fresh is None else f"{fresh:.1f}",
+                      f"{item['seconds']:.1f}")
     console.print(table)
     if json_path:
         text = json.dumps(doc, indent=2)

@@ -16,6 +16,7 @@ Nothing here imports the CLI, compare or report: they import this.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -60,6 +61,9 @@ def run_server(
     if reason is not None:
         raise ModelUnavailable(f"model {model_name!r} is not available here: {reason}")
     raise_fd_limit()
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a server that does not stop is
+    # blocked in (ServerProcess.stop does it before it kills one, so tests show where it hung)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     model = load_model(model_name)(options)
     listener = make_listener(host, port, reuse_port=options.reuse_port)
     bound_host, bound_port = listener.getsockname()[:2]
@@ -201,7 +205,10 @@ class ServerProcess:
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # hung: the stacks say where, in `lines` and `log`
+                self.lines.append(f"(no exit {self.stop_timeout:g} s after signal {sig}: stack dump)")
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 self.kill()
         for reader in self._readers:
             reader.join(5)

@@ -15,6 +15,7 @@ transport calls ``pause_writing`` and we stop reading from that client; at
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from abc import abstractmethod
@@ -29,6 +30,7 @@ from ...service import Phase
 from ..base import AcceptPause, IdleSweep, Model, ServerStats
 
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener
+_log = logging.getLogger(__name__)
 _OPEN = Phase.OPEN
 
 __all__ = ["ProtocolModel", "ServiceProtocol"]
@@ -287,6 +289,8 @@ class ProtocolModel(Model):
         self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
         self._adopting = 0  # accepted, transport not made yet
+        self._loop_errors = 0
+        self._loop_error_logged = -1e9
         self._max = 0
         self._sweep: IdleSweep | None = None
 
@@ -302,6 +306,7 @@ class ProtocolModel(Model):
 
     def serve(self, listener: socket.socket) -> ServerStats:
         loop = self._loop = self.new_loop()
+        loop.set_exception_handler(self._loop_exception)
         try:
             loop.run_until_complete(self._serve(listener))
         finally:
@@ -350,6 +355,19 @@ class ProtocolModel(Model):
             protocol.close_idle()
         if not self.stopping:
             self.loop.call_later(sweep.period, self._sweep_idle)
+
+    def _loop_exception(self, loop: AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Errors the loop could not hand to anyone: one log line a second at most, with a count, so
+        that a storm of the same failure cannot flood the log and stall the loop (CPython logged a
+        traceback per failure: 50,000 lines a second at the fd limit)."""
+        now = time.monotonic()
+        self._loop_errors += 1
+        if now - self._loop_error_logged >= 1.0:
+            exc = context.get("exception")
+            detail = f": {exc!r}" if exc is not None else ""
+            _log.error("event loop: %s%s (%d since the last message)", context.get("message", "error"),
+                       detail, self._loop_errors)
+            self._loop_error_logged, self._loop_errors = now, 0
 
     def _accept_ready(self) -> None:
         listener, loop = self._listener, self.loop
