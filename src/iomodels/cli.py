@@ -512,7 +512,9 @@ def check_cmd(target: str, quick: bool, only: str | None, expect: str, deadline:
         _check_writable_file(json_path, "--json")
     preset = CheckConfig.quick if quick else CheckConfig.full
     cfg = preset(host, port, expect=expect, deadline=deadline)
-    console = Console(stderr=json_path == "-")
+    to_err = json_path == "-"
+    # a table read from a file or a pipe needs room: rich would use 80 columns there
+    console = Console(stderr=to_err, width=None if (sys.stderr if to_err else sys.stdout).isatty() else 120)
 
     def show(result: AttackResult) -> None:
         mark = "[green]passed[/green]" if result.passed else "[red]FAILED[/red]"
