@@ -37,7 +37,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
-from typing import Any, ClassVar
+from typing import Any
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
@@ -150,6 +150,7 @@ class DispatchModel(Model):
         self.sweeps = 0  # turns of the --idle-timeout sweeper so far
         self._expired: set[Any] = set()  # shut down by the sweeper: counted as idle_closed
         self._slots: Any = None  # --max-connections
+        self._switch = 0.0  # the GIL switch interval we set (see tune_switch_interval)
         self._listener: Any = None
         self.stopping = False  # read by every handler once per request
         self._pause = AcceptPause()  # the log line at the fd limit: once a second, with a count
@@ -219,21 +220,29 @@ class DispatchModel(Model):
                 self.stats.idle_close()
             self._slots.release()
 
-    # The GIL's switch interval while serving (None: Python's 5 ms). Each thread waiting for the GIL
-    # wakes up once per interval to ask for it: after a mass disconnect, 2,048 handler threads woke
-    # 400,000 times a second, burned 2.3 ms of CPU per exiting connection and kept a new client
-    # waiting 0.5-1.6 s. At 50 ms: 0.1-0.2 s. A handler's CPU burst shorter than the interval (the
-    # usual case: it releases the GIL at its next recv/send) is not affected.
-    switch_interval: ClassVar[float | None] = None
-
     def serve(self, listener: socket.socket) -> ServerStats:
         previous = sys.getswitchinterval()
-        if self.switch_interval is not None:
-            sys.setswitchinterval(self.switch_interval)
         try:
             return self._serve(listener)
         finally:
             sys.setswitchinterval(previous)
+
+    def tune_switch_interval(self, threads: int) -> None:
+        """Set the GIL's switch interval for ``threads`` threads that may wait for it at once.
+
+        Each thread waiting for the GIL wakes once per interval to ask for it. After a mass
+        disconnect every handler thread wakes (EOF) and waits: with Python's 5 ms, 2,048 of them woke
+        ~400,000 times a second, burned 2.3 ms of CPU per exiting connection and kept a new client
+        waiting 1.8 s (median); 10,000 stalled the server for a minute. The interval grows with the
+        threads, 25 us each (50 ms at 2,000, 0.25 s at 10,000; 5 ms below 200, 0.5 s at most), so the
+        wake-ups stay near 40,000 a second whatever their number. A handler's CPU burst shorter than
+        the interval is unaffected (it releases the GIL at its next recv/send); a longer one delays
+        the others up to the interval instead of 5 ms. Called on every accept: the number of handler
+        threads alive includes those still exiting, so the interval stays up through a storm."""
+        target = min(0.5, max(0.005, threads * 25e-6))
+        if target != self._switch:
+            self._switch = target
+            sys.setswitchinterval(target)
 
     def _serve(self, listener: socket.socket) -> ServerStats:
         self._listener = listener = self.wrap_listener(listener)

@@ -37,7 +37,6 @@ class ThreadPoolModel(DispatchModel):
     name = "threadpool"
     summary = "a fixed pool of threads; extra clients wait in the kernel backlog"
     accepts = frozenset({"workers"})
-    switch_interval = 0.05  # a large pool waits for the GIL like many threads: see DispatchModel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,6 +47,10 @@ class ThreadPoolModel(DispatchModel):
         with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
             for worker in self._workers:
                 worker.start()
+
+    def _serve(self, listener: Any) -> Any:
+        self.tune_switch_interval(self.size)  # a large pool waits for the GIL like many threads
+        return super()._serve(listener)
 
     def _work(self) -> None:
         get = self._queue.get

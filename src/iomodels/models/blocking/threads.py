@@ -28,7 +28,6 @@ from . import DispatchModel
 class ThreadsModel(DispatchModel):
     name = "threads"
     summary = "a thread per connection, blocking calls in each"
-    switch_interval = 0.05  # thousands of threads wait for the GIL: see DispatchModel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,6 +50,7 @@ class ThreadsModel(DispatchModel):
         # per-thread lock) makes every thread's start and exit dearer. We count them ourselves.
         with self._done:
             self._running += 1
+        self.tune_switch_interval(self._running)  # thousands of threads may wait for the GIL at once
         try:
             with signals_blocked():  # SIGTERM must reach the main thread, blocked in accept()
                 _thread.start_new_thread(self._run, (conn,))
