@@ -23,10 +23,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import json
 import random
 import selectors
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,52 +161,77 @@ def round_trip(cfg: CheckConfig, payload: bytes = b"") -> float:
     return time.perf_counter() - start
 
 
+# The steady client runs in a process of its own: in ours it would wait for the GIL behind the
+# attackers' threads, and its latency would describe this process, not the server.
+_STEADY_SCRIPT = r"""
+import json, select, socket, sys, time
+host, port, upper = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "upper"
+deadline, every = float(sys.argv[4]), float(sys.argv[5])
+message = b"steady-" + b"s" * 57
+expected = message.upper() if upper else message
+latencies, failure = [], None
+try:
+    sock = socket.create_connection((host, port), timeout=deadline)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+except OSError as exc:
+    failure = "could not connect: " + (exc.strerror or str(exc)).lower()
+print("ready", flush=True)
+while failure is None and not select.select([sys.stdin], [], [], every)[0]:
+    start = time.perf_counter()
+    try:
+        sock.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            chunk = sock.recv(len(message) - len(got))
+            if not chunk:
+                raise EOFError("EOF from the server")
+            got += chunk
+    except socket.timeout:
+        failure = "timed out"
+    except (OSError, EOFError) as exc:
+        failure = str(exc) if isinstance(exc, EOFError) else (exc.strerror or str(exc)).lower()
+    else:
+        if got != expected:
+            failure = "a reply differed from what was expected"
+        else:
+            latencies.append(time.perf_counter() - start)
+sys.stdin.read()
+print(json.dumps({"latencies": latencies, "failure": failure}), flush=True)
+"""
+
+
 class Steady:
-    """A well-behaved client: a verified round trip every 20 ms on one connection."""
+    """A well-behaved client, in a process of its own: a verified round trip every 20 ms."""
 
     def __init__(self, cfg: CheckConfig) -> None:
         self.cfg = cfg
         self.latencies: list[float] = []
         self.failure: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="steady")
-        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Steady:
-        try:
-            self._sock = _connect(self.cfg)
-            self._sock.settimeout(self.cfg.deadline)
-        except OSError as exc:
-            self.failure = f"could not connect: {_describe(exc)}"
-            return self
-        self._thread.start()
+        cfg = self.cfg
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _STEADY_SCRIPT, cfg.host, str(cfg.port), cfg.expect,
+             str(cfg.deadline), str(_STEADY_EVERY)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # "ready": connected (or failed to), round trips begin
         return self
 
-    def _run(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        message = b"steady-" + b"s" * 57
-        expected = self.cfg.reply(message)
-        while not self._stop.is_set():
-            start = time.perf_counter()
-            try:
-                sock.sendall(message)
-                reply = _recv_exactly(sock, len(message))
-            except (OSError, EOFError) as exc:
-                self.failure = _describe(exc)
-                return
-            if reply != expected:
-                self.failure = "a reply differed from what was expected"
-                return
-            self.latencies.append(time.perf_counter() - start)
-            self._stop.wait(_STEADY_EVERY)
-
     def stop(self) -> dict[str, float | int | None]:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(self.cfg.deadline + 1)
-        if self._sock is not None:
-            self._sock.close()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        try:
+            out = proc.stdout.read()
+            proc.wait(self.cfg.deadline + 5)
+            doc = json.loads(out)
+        except (subprocess.TimeoutExpired, ValueError):
+            proc.kill()
+            proc.wait()
+            doc = {"latencies": [], "failure": "the steady client did not report"}
+        self.latencies, self.failure = doc["latencies"], doc["failure"]
         lat = sorted(self.latencies)
 
         def ms(q: float) -> float | None:
