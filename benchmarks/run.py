@@ -5,12 +5,19 @@ is not. The server is pinned to one core and the load to the other(s).
 
 1. The load generator against the machine's limit: ``iomodels load`` (one
    process, uvloop engine) and our C closed-loop client each drive the C epoll
-   server at 100 connections x 1 KiB; the ratio is the generator's efficiency.
-2. Servers against anchors: the C client drives each server (the C epoll
-   echo, a plain asyncio Protocol, the same on uvloop, gevent's StreamServer,
-   and our models); ratios are to the plain asyncio anchor.
+   server at 16 and 100 connections x 1 KiB, in interleaved rounds; the ratio
+   is the generator's efficiency (issue 12's target: 0.9x).
+2. Servers beside their anchors: each model runs at the same time as the
+   anchors it is judged against (benchmarks/anchors/: a plain asyncio
+   Protocol, the same on uvloop, gevent's StreamServer, socketserver's
+   ThreadingTCPServer, a minimal io_uring echo on the same binding, and the C
+   epoll echo), all on the server core, and the C client drives them in turn
+   (A B A B ...), at 16 and 100 connections; ratios are ours / anchor, medians
+   with the per-round min-max (issue 13's targets).
 
-usage: python benchmarks/run.py [--seconds S] [--repeat N] [--models a,b,c]
+Results go to benchmarks/results/latest.json.
+
+usage: python benchmarks/run.py [--quick] [--seconds S] [--repeat N] [--models a,b,c]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -90,70 +98,125 @@ def our_client(port: int, connections: int, size: int, seconds: float, procs: in
     return json.loads(text[text.index("{\n"):])["requests_per_s"]
 
 
-def median_of(repeat: int, fn, *args) -> float:
-    return statistics.median(fn(*args) for _ in range(repeat))
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
 
 
-def generator_section(seconds: float, repeat: int) -> None:
-    print("== load generator vs the C client, both driving the C epoll server "
-          f"(100 connections, 1 KiB, {seconds:g}s, median of {repeat}) ==")
+CONNECTIONS = (16, 100)
+
+
+def generator_section(seconds: float, repeat: int) -> dict:
+    """``iomodels load`` against the C client, both driving the C epoll server, rounds interleaved."""
+    print(f"== load generator vs the C client, both driving the C epoll server (1 KiB, {seconds:g} s, "
+          f"{repeat} interleaved rounds, medians) ==")
     server = Server([str(BIN / "echo_epoll"), "0"])
+    out: dict = {}
     try:
-        c_warm = c_client(server.port, 100, 1024, 1)  # warm the path
-        del c_warm
-        rounds = [(c_client(server.port, 100, 1024, seconds),  # interleaved: drift hits all alike
-                   our_client(server.port, 100, 1024, seconds),
-                   our_client(server.port, 100, 1024, seconds, 2)) for _ in range(repeat)]
-        c_rate, ours, ours2 = (statistics.median(r[i] for r in rounds) for i in range(3))
-        ratios = sorted(r[1] / r[0] for r in rounds)
+        c_client(server.port, 100, 1024, 1)  # warm the path
+        for conns in CONNECTIONS:
+            rounds = [(c_client(server.port, conns, 1024, seconds),
+                       our_client(server.port, conns, 1024, seconds)) for _ in range(repeat)]
+            c_rate = statistics.median(r[0] for r in rounds)
+            ours = statistics.median(r[1] for r in rounds)
+            ratios = [r[1] / r[0] for r in rounds]
+            out[str(conns)] = {"c_client": c_rate, "iomodels_load": ours, "ratio": statistics.median(ratios),
+                               "ratios": ratios}
+            print(f"  {conns:>3} connections: C client {c_rate:>10,.0f} req/s, iomodels load {ours:>10,.0f} "
+                  f"req/s: {statistics.median(ratios):.2f}x (rounds {spread(ratios)})")
     finally:
         server.stop()
-    print(f"  C client                    {c_rate:>12,.0f} req/s")
-    print(f"  iomodels load (1 process)   {ours:>12,.0f} req/s   ratio {ours / c_rate:.2f}x "
-          f"(per round: {', '.join(f'{x:.2f}' for x in ratios)})")
-    print(f"  iomodels load (2 processes) {ours2:>12,.0f} req/s   ratio {ours2 / c_rate:.2f}x")
-    if len(LOAD_CORES) < 2:
-        print("  (only one core for the load here: 2 processes share it)")
+    return out
 
 
-def servers_section(seconds: float, repeat: int, models: list[str]) -> None:
-    print(f"\n== servers driven by the C client (100 connections, 1 KiB, {seconds:g}s, "
-          f"median of {repeat}); ratio to the plain asyncio anchor ==")
-    targets: list[tuple[str, list[str]]] = [
-        ("anchor: C epoll", [str(BIN / "echo_epoll"), "0"]),
-        ("anchor: asyncio Protocol", [PY, str(HERE / "anchors" / "asyncio_echo.py"), "0"]),
-        ("anchor: uvloop Protocol", [PY, str(HERE / "anchors" / "asyncio_echo.py"), "0", "uvloop"]),
-        ("anchor: gevent StreamServer", [PY, str(HERE / "anchors" / "gevent_echo.py"), "0"]),
-    ]
-    targets += [(f"iomodels {m}", [PY, "-m", "iomodels", "serve", "-m", m, "--port", "0"]) for m in models]
-    rates: dict[str, float] = {}
-    for label, cmd in targets:
-        server = Server(cmd)
-        try:
+def _anchor(name: str) -> list[str]:
+    a = HERE / "anchors"
+    return {
+        "C epoll": [str(BIN / "echo_epoll"), "0"],
+        "asyncio Protocol": [PY, str(a / "asyncio_echo.py"), "0"],
+        "uvloop Protocol": [PY, str(a / "asyncio_echo.py"), "0", "uvloop"],
+        "gevent StreamServer": [PY, str(a / "gevent_echo.py"), "0"],
+        "ThreadingTCPServer": [PY, str(a / "threading_echo.py"), "0"],
+        "io_uring minimal": [PY, str(a / "uring_echo.py"), "0"],
+    }[name]
+
+
+# each model beside the anchors it is judged against (issue 13's targets)
+GROUPS: dict[str, list[str]] = {
+    "epoll": ["asyncio Protocol", "C epoll"],
+    "poll": ["asyncio Protocol"],
+    "select": ["asyncio Protocol"],
+    "sigio": ["asyncio Protocol"],
+    "nonblocking": ["asyncio Protocol"],
+    "io_uring": ["io_uring minimal", "uvloop Protocol"],
+    "asyncio": ["asyncio Protocol"],
+    "uvloop": ["uvloop Protocol"],
+    "threads": ["ThreadingTCPServer"],
+    "gevent": ["gevent StreamServer"],
+}
+
+
+def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -> dict:
+    """The model and its anchors up at once (same core), driven in turn by the C client: A B A B ..."""
+    names = [f"iomodels {model}", *anchors]
+    cmds = [[PY, "-m", "iomodels", "serve", "-m", model, "--port", "0"], *map(_anchor, anchors)]
+    servers = []
+    out: dict = {}
+    try:
+        for cmd in cmds:
+            servers.append(Server(cmd))
+        for server in servers:
             c_client(server.port, 100, 1024, 1)  # warm-up: fresh Python servers start slow
-            rates[label] = median_of(repeat, c_client, server.port, 100, 1024, seconds)
-        except RuntimeError as exc:
-            print(f"  {label:<32} failed: {exc}")
-        finally:
+        for conns in CONNECTIONS:
+            rates = {name: [] for name in names}
+            for _ in range(repeat):
+                for name, server in zip(names, servers, strict=True):
+                    rates[name].append(c_client(server.port, conns, 1024, seconds))
+            medians = {name: statistics.median(v) for name, v in rates.items()}
+            ratios = {a: [o / r for o, r in zip(rates[names[0]], rates[a], strict=True)] for a in anchors}
+            out[str(conns)] = {"rates": rates, "medians": medians,
+                               "ratios": {a: statistics.median(v) for a, v in ratios.items()},
+                               "round_ratios": ratios}
+            vs = ", ".join(f"{statistics.median(v):.2f}x {a} ({spread(v)})" for a, v in ratios.items())
+            print(f"  {model:<12} {conns:>3} conns: {medians[names[0]] / 1000:>6.1f}k req/s; "
+                  + ", ".join(f"{a} {medians[a] / 1000:.1f}k" for a in anchors) + f"; ratio {vs}")
+    except RuntimeError as exc:
+        print(f"  {model}: failed: {exc}")
+        out["error"] = str(exc)
+    finally:
+        for server in servers:
             server.stop()
-    base = rates.get("anchor: asyncio Protocol") or 1.0
-    for label, rate in rates.items():
-        print(f"  {label:<32} {rate:>12,.0f} req/s   {rate / base:5.2f}x")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--models", default="blocking,threads,threadpool,prefork,nonblocking,select,"
-                        "poll,epoll,sigio,io_uring,asyncio,uvloop,gevent")
+    parser.add_argument("--generator-repeat", type=int, default=5)
+    parser.add_argument("--models", default=",".join(GROUPS))
+    parser.add_argument("--quick", action="store_true", help="1 s runs, one round: a smoke test, not figures")
     parser.add_argument("--skip-servers", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeat, args.generator_repeat = 1.0, 1, 1
     build()
+    started = time.time()
     print(f"server on cores {sorted(SERVER_CORES)}, load on cores {sorted(LOAD_CORES)}\n")
-    generator_section(args.seconds, args.repeat)
+    result: dict = {"format": "iomodels.bench/1", "started": started, "seconds": args.seconds,
+                    "repeat": args.repeat, "server_cores": sorted(SERVER_CORES),
+                    "load_cores": sorted(LOAD_CORES), "generator": generator_section(args.seconds,
+                                                                                     args.generator_repeat)}
     if not args.skip_servers:
-        servers_section(args.seconds, args.repeat, [m for m in args.models.split(",") if m])
+        print(f"\n== servers beside their anchors, driven by the C client (1 KiB, {args.seconds:g} s, "
+              f"{args.repeat} interleaved rounds, medians; ratio = ours / anchor, rounds min-max) ==")
+        result["servers"] = {m: group_section(m, GROUPS[m], args.seconds, args.repeat)
+                             for m in args.models.split(",") if m in GROUPS}
+    result["elapsed"] = time.time() - started
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\n{result['elapsed']:.0f} s; written to {out}")
 
 
 if __name__ == "__main__":
