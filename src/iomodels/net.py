@@ -12,7 +12,7 @@ import termios
 from collections.abc import Callable
 
 __all__ = ["SHORTAGE_ERRNOS", "ListenError", "Waker", "close_quietly", "input_waiting", "make_listener",
-           "raise_fd_limit", "read_arrived", "shutdown_quietly"]
+           "peer_closed", "raise_fd_limit", "read_arrived", "shutdown_quietly"]
 
 DEFAULT_BACKLOG = 4096
 # accept() errors that mean "out of file descriptors or memory for now", not a broken listener
@@ -150,3 +150,17 @@ def read_arrived(sock: socket.socket, size: int, on_data: Callable[[bytes], obje
         budget -= len(data)
         if budget <= 0:
             return False
+
+
+# TCP states (linux/tcp_states.h) in which the peer's FIN has arrived
+_PEER_CLOSED_STATES = frozenset({6, 7, 8, 9, 11})  # TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True if the peer has closed its side (its FIN came) or the connection is gone; unlike a recv
+    returning b"", this holds after our own ``shutdown(SHUT_RD)`` too. Reads ``TCP_INFO``."""
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return True
+    return state in _PEER_CLOSED_STATES

@@ -171,7 +171,7 @@ class Session:
     """
 
     __slots__ = ("_chunks", "_dropped", "_eof_deferred", "_high", "_jobs", "_low", "_offset", "_paused",
-                 "_peer_eof", "_pending", "_queued_in", "_service", "_work", "on_ready", "phase")
+                 "_peer_eof", "_pending", "_queued_in", "_sending", "_service", "_work", "on_ready", "phase")
 
     def __init__(self, service: Service, limits: Limits = DEFAULT_LIMITS, work: Work | None = None) -> None:
         self._service = service
@@ -191,6 +191,7 @@ class Session:
         self.phase = Phase.OPEN
         self._peer_eof = False  # the client's EOF came after the stop
         self._dropped = 0  # input bytes that came after the stop (not served)
+        self._sending = False  # the client was sending when the stop came (see stop())
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -228,10 +229,17 @@ class Session:
         elif phase is Phase.LINGERING:
             self.phase = Phase.CLOSED
 
-    def stop(self) -> None:
-        """The server stops: serve no more input; the service's last words are queued."""
+    def stop(self, sending: bool = False) -> None:
+        """The server stops: serve no more input; the service's last words are queued.
+
+        Models first answer what the client had sent when the stop came (the drain rule: see
+        ``net.read_arrived``); ``sending`` says that there was some. Such a client is likely to be
+        still sending, so the connection lingers instead of closing (a close with input arriving
+        resets it, destroying replies the client has not read), even if a peek finds nothing at
+        the moment the last reply goes out."""
         if self.phase is Phase.OPEN:
             self.phase = Phase.STOPPING
+            self._sending = sending
             self._end_of_input()
 
     def _end_of_input(self) -> None:
@@ -388,7 +396,7 @@ class Session:
         if phase is Phase.STOPPING:
             if self._pending or self._jobs:
                 return Next.SERVE
-            if not self._peer_eof and (self._dropped or input_waiting()):
+            if not self._peer_eof and (self._dropped or self._sending or input_waiting()):
                 self.phase = Phase.LINGERING
                 return Next.SHUT_WRITE
             self.phase = Phase.CLOSED

@@ -55,7 +55,7 @@ _OPEN = Phase.OPEN
 
 class _Connection:
     __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "sending_bytes",
-                 "sending_ops", "session", "sock", "starved", "stop_pending")
+                 "sending_ops", "session", "sock", "starved", "stop_mark", "stop_pending")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -65,6 +65,7 @@ class _Connection:
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
         self.stop_pending = False  # the server stopped: drain once the cancelled recv has ended
+        self.stop_mark = -1  # bytes_in when the stop came (-1: not yet)
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
         self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
@@ -200,6 +201,8 @@ class UringModel(WakeableModel):
         copied still arrives, and is served), and the socket is read directly only after its
         last completion, so nothing is reordered."""
         session = conn.session
+        if conn.stop_mark < 0:
+            conn.stop_mark = conn.bytes_in
         if session.phase is _OPEN and not conn.error:
             if conn.recv is not None:
                 conn.stop_pending = True
@@ -219,7 +222,7 @@ class UringModel(WakeableModel):
             elif eof:
                 session.receive_eof()
                 self._send(conn)
-        session.stop()
+        session.stop(sending=conn.bytes_in > conn.stop_mark)
         if session.wants_input and conn.recv is None and not conn.error:
             self._arm_recv(conn)  # keep reading, to drop what the client still sends
         self._maybe_close(conn)

@@ -39,7 +39,8 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(BufferedProtocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "session", "sock", "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "sending_at_stop", "session", "sock",
+                 "transport")
 
     def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
         self.model = model
@@ -50,6 +51,7 @@ class ServiceProtocol(BufferedProtocol):
         self.bytes_out = 0
         self.draining = False  # stopped by the server: replies go out, input is dropped
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
+        self.sending_at_stop = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -115,7 +117,7 @@ class ServiceProtocol(BufferedProtocol):
             transport.write(out)
         if transport.is_closing():
             return
-        if not transport.get_write_buffer_size():
+        if not transport.get_write_buffer_size() and not self.sending_at_stop:
             transport.close()
             return
         self.draining = True
@@ -129,10 +131,13 @@ class ServiceProtocol(BufferedProtocol):
         the stop may still be in the kernel. Read them now, without waiting
         (the transport has delivered everything it read: nothing is reordered),
         and serve them as if the loop had (:func:`net.read_arrived`). The client's
-        EOF, if it came, is left for the transport to see."""
+        EOF, if it came, is left for the transport to see. If anything was read,
+        the client was sending when the stop came (``sending_at_stop``): the
+        connection will linger rather than close."""
         if self.session.phase is not _OPEN or self.transport.is_closing():
             return
         buffer = self.model.buffer
+        before = self.bytes_in
 
         def on_data(data: bytes) -> None:
             if not self.transport.is_closing():
@@ -140,6 +145,7 @@ class ServiceProtocol(BufferedProtocol):
                 self.buffer_updated(len(data))
 
         read_arrived(self.sock, len(buffer), on_data)
+        self.sending_at_stop = self.bytes_in > before
 
     def quiet(self) -> bool:
         """Serving, nothing to send, no reply held back: the silence --idle-timeout counts."""

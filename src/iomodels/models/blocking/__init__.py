@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from typing import Any
 
-from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
+from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, peer_closed, read_arrived, shutdown_quietly
 from ...service import Next, Phase, Session
 from ...sigmask import signals_blocked
 from ..base import AcceptPause, IdleSweep, Model, ServerStats
@@ -80,12 +80,18 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
             idle[conn] = model.sweeps
             if model.stopping:
                 del idle[conn]
+                before = bytes_in
                 bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
-                session.stop()
+                session.stop(sending=bytes_in > before)
                 break
             data = recv(read_size)
             del idle[conn]
             if not data:
+                if model.stopping and not peer_closed(conn):  # stop()'s SHUT_RD, not the client's EOF:
+                    before = bytes_in  # what was queued is still readable, and is answered
+                    bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
+                    session.stop(sending=bytes_in > before)
+                    break
                 session.receive_eof()
                 break
             bytes_in += len(data)
@@ -103,8 +109,7 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
         action = session.next_action(lambda: model.input_waiting(conn))
         if action is Next.SHUT_WRITE:  # (for CLOSE, the close below sends the FIN: no extra syscall)
             shutdown_quietly(conn, socket.SHUT_WR)
-            while data := recv(read_size):  # dropped; ends at the client's EOF, or abort()
-                session.discard_input(len(data))
+            model.linger(conn, session)
     except OSError:
         error = session.phase is not Phase.LINGERING
     finally:
@@ -141,6 +146,7 @@ class DispatchModel(Model):
     """Accept in a loop, hand each connection to :meth:`dispatch`."""
 
     family = "blocking"
+    LINGER_QUIET = 0.1  # seconds without input that end a linger (see linger())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -153,6 +159,7 @@ class DispatchModel(Model):
         self._switch = 0.0  # the GIL switch interval we set (see tune_switch_interval)
         self._listener: Any = None
         self.stopping = False  # read by every handler once per request
+        self.aborted = False
         self._pause = AcceptPause()  # the log line at the fd limit: once a second, with a count
 
     # -- the steps a model fills in --------------------------------------------------
@@ -309,6 +316,34 @@ class DispatchModel(Model):
         for conn in tuple(self.idle.copy()):  # busy handlers see `stopping` once their reply is out
             self.shutdown(conn, socket.SHUT_RD)
 
+    def linger(self, conn: Any, session: Session) -> None:
+        """Writing is shut: read and drop input until the client's EOF, until it has been quiet
+        for ``LINGER_QUIET`` seconds, or abort().
+
+        The quiet bound is this family's own: a handler that lingers holds its thread, and a
+        pool's queued connections wait for it; a client quiet that long after our FIN is done
+        sending (the rule's purpose, not resetting a client that is still sending, is kept).
+        A recv woken by stop()'s ``shutdown(SHUT_RD)`` returns EOF whenever nothing is queued,
+        even while the client is still sending; so an EOF counts only once the kernel says the
+        client closed (its FIN came, ``TCP_INFO``), and the queue is polled every 10 ms until then."""
+        recv = conn.recv
+        size = self.options.read_size
+        conn.settimeout(self.LINGER_QUIET)
+        quiet_since = time.monotonic()
+        while not self.aborted:
+            try:
+                data = recv(size)
+            except TimeoutError:
+                return
+            if data:
+                session.discard_input(len(data))
+                quiet_since = time.monotonic()
+            elif peer_closed(conn) or time.monotonic() - quiet_since > self.LINGER_QUIET:
+                return
+            else:
+                self.sleep(0.01)
+
     def abort(self) -> None:
+        self.aborted = True
         for conn in tuple(self._conns):
             self.shutdown(conn, socket.SHUT_RDWR)

@@ -184,6 +184,7 @@ class ReadinessModel(WakeableModel):
         conns = self._conns
         for conn in tuple(conns.values()):
             session = conn.session
+            before = conn.bytes_in
             if session.phase is _OPEN:
                 def on_data(data: bytes, conn: _Connection = conn) -> None:
                     conn.bytes_in += len(data)
@@ -198,7 +199,7 @@ class ReadinessModel(WakeableModel):
                     continue
                 if eof:
                     session.receive_eof()
-            session.stop()
+            session.stop(sending=conn.bytes_in > before)
             if self._send(conn):
                 self._after_io(conn)
 
