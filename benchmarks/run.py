@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(GROUPS))
     parser.add_argument("--quick", action="store_true", help="1 s runs, one round: a smoke test, not figures")
     parser.add_argument("--skip-servers", action="store_true")
+    parser.add_argument("--skip-generator", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     args = parser.parse_args()
     if args.quick:
@@ -205,8 +206,9 @@ def main() -> None:
     print(f"server on cores {sorted(SERVER_CORES)}, load on cores {sorted(LOAD_CORES)}\n")
     result: dict = {"format": "iomodels.bench/1", "started": started, "seconds": args.seconds,
                     "repeat": args.repeat, "server_cores": sorted(SERVER_CORES),
-                    "load_cores": sorted(LOAD_CORES), "generator": generator_section(args.seconds,
-                                                                                     args.generator_repeat)}
+                    "load_cores": sorted(LOAD_CORES)}
+    if not args.skip_generator:
+        result["generator"] = generator_section(args.seconds, args.generator_repeat)
     if not args.skip_servers:
         print(f"\n== servers beside their anchors, driven by the C client (1 KiB, {args.seconds:g} s, "
               f"{args.repeat} interleaved rounds, medians; ratio = ours / anchor, rounds min-max) ==")

@@ -275,3 +275,18 @@ def test_the_lifecycle_always_ends_in_close_and_never_serves_after_stop(steps: l
     session.sent(session.pending)
     assert session.next_action(lambda: True) is Next.CLOSE
     assert session.next_action() is Next.CLOSE
+
+
+def test_answer_is_receive_then_take_and_hold_unsent_queues_the_rest() -> None:
+    session = Session(UpperService(), Limits(high=10, low=4))
+    assert session.answer(b"abc") == b"ABC" and session.pending == 0
+    session.hold_unsent(b"ABCDEFGHIJKLMNOP", 3)  # the kernel took 3 of 16 bytes
+    assert session.pending == 13 and session.reading_paused  # above the high mark
+    assert bytes(session.data_to_send()) == b"DEFGHIJKLMNOP"
+    assert session.answer(b"q") == b"DEFGHIJKLMNOPQ"  # something queued: the general path, in order
+    assert session.pending == 0 and not session.reading_paused
+    session.receive_data(b"x")
+    with pytest.raises(RuntimeError):
+        session.hold_unsent(b"Y", 0)
+    session.stop()
+    assert session.answer(b"late") == b"X"  # after the stop input is dropped; the queue still goes

@@ -212,6 +212,30 @@ class Session:
             if self._pending > self._high:
                 self._paused = True
 
+    def answer(self, data: bytes) -> bytes:
+        """``receive_data(data)`` then ``take_data()``, for transports that buffer: the hot path.
+
+        With nothing queued, no request cost and the connection open (the usual case), the reply
+        is the service's, handed straight back: no queue, no water-mark arithmetic."""
+        if self.phase is _OPEN and self._work is None and not self._chunks:
+            return self._service.on_data(data)
+        self.receive_data(data)
+        return self.take_data()
+
+    def hold_unsent(self, reply: bytes, sent: int) -> None:
+        """The kernel took only ``sent`` bytes of a reply that :meth:`answer` returned: queue the
+        rest (it then counts towards the water marks, and goes out through ``data_to_send``)."""
+        rest = len(reply) - sent
+        if rest <= 0:
+            return
+        if self._chunks:  # answer() leaves the queue empty; anything else is a model's bug
+            raise RuntimeError("hold_unsent() with output already queued")
+        self._chunks.append(reply)
+        self._offset = sent
+        self._pending += rest
+        if self._pending + self._queued_in > self._high:
+            self._paused = True
+
     def discard_input(self, n: int) -> None:
         """``n`` bytes came after the stop and were dropped unread (models that can skip the copy)."""
         if self.phase in (Phase.CLOSING, Phase.CLOSED):

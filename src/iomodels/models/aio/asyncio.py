@@ -23,7 +23,7 @@ from . import ProtocolModel
 
 class AsyncioModel(ProtocolModel):
     name = "asyncio"
-    summary = "asyncio BufferedProtocol on the stdlib event loop (epoll)"
+    summary = "an asyncio Protocol on the stdlib event loop (epoll)"
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()

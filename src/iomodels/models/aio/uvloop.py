@@ -22,7 +22,7 @@ from . import ProtocolModel
 
 class UvloopModel(ProtocolModel):
     name = "uvloop"
-    summary = "the same BufferedProtocol on uvloop (libuv, in Cython)"
+    summary = "the same Protocol on uvloop (libuv, in Cython)"
 
     @classmethod
     def probe(cls) -> str | None:
