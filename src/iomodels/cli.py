@@ -182,7 +182,6 @@ def load_cmd(ctx: click.Context, target: str, connections: int, size: str, durat
     Every reply byte is checked against the expected transform. Exits non-zero
     if any reply was wrong or lost (mismatch, short, reset, timeout).
     """
-    import json
 
     from .loadgen import LoadError, Workload, run_load
     from .loadgen.workload import parse_size, parse_target
@@ -221,12 +220,7 @@ def load_cmd(ctx: click.Context, target: str, connections: int, size: str, durat
             ctx.exit(143 if received else 130)
     print_load_result(result, err=to_stdout)  # the data goes to stdout: the summary to stderr
     if json_path:
-        text = json.dumps(result, indent=2)
-        if json_path == "-":
-            click.echo(text)
-        else:
-            with open(json_path, "w") as f:
-                f.write(text)
+        _write_json(result, json_path)
     if hgrm_path:
         write_hgrm(result, hgrm_path)
     if result.get("partial"):
@@ -266,6 +260,18 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
         yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _write_json(doc: object, path: str) -> None:
+    """A command's result as JSON, to ``path`` or, for ``-``, to stdout."""
+    import json
+
+    text = json.dumps(doc, indent=2)
+    if path == "-":
+        click.echo(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
 
 
 def _check_writable_file(path: str, option: str) -> None:
@@ -488,7 +494,6 @@ def check_cmd(target: str, quick: bool, only: str | None, expect: str, deadline:
     half-close, connect-flood, random-chunking. During each, a steady client's
     latency is measured and a new client must be served within --deadline.
     """
-    import json
 
     from rich.console import Console
     from rich.markup import escape
@@ -539,12 +544,7 @@ def check_cmd(target: str, quick: bool, only: str | None, expect: str, deadline:
                       f"{item['seconds']:.1f}")
     console.print(table)
     if json_path:
-        text = json.dumps(doc, indent=2)
-        if json_path == "-":
-            click.echo(text)
-        else:
-            with open(json_path, "w") as f:
-                f.write(text)
+        _write_json(doc, json_path)
     if not doc["passed"]:
         raise click.ClickException(f"{len(doc['failed'])} attack(s) put the server out of service or "
                                    f"broke a reply: {', '.join(doc['failed'])}")
@@ -560,7 +560,6 @@ def merge_cmd(results: tuple[str, ...], json_path: str | None) -> None:
     Histograms merge exactly; counts add up; the measured windows are checked for overlap (rates
     add up only for runs that ran together).
     """
-    import json
     from pathlib import Path
 
     from .loadgen.merge import MergeError, merge_results
@@ -578,11 +577,7 @@ def merge_cmd(results: tuple[str, ...], json_path: str | None) -> None:
         click.echo(f"warning: the measured windows overlap by {overlap:.0%} only: the summed req/s "
                    "describes runs that did not all run together", err=True)
     if json_path:
-        text = json.dumps(merged, indent=2)
-        if json_path == "-":
-            click.echo(text)
-        else:
-            Path(json_path).write_text(text)
+        _write_json(merged, json_path)
 
 
 @main.command("report")
