@@ -7,12 +7,13 @@ is not. The server is pinned to one core and the load to the other(s).
    process, uvloop engine) and our C closed-loop client each drive the C epoll
    server at 16 and 100 connections x 1 KiB, in interleaved rounds; the ratio
    is the generator's efficiency (issue 12's target: 0.9x).
-2. Servers beside their anchors: each model runs at the same time as the
-   anchors it is judged against (benchmarks/anchors/: a plain asyncio
+2. Servers beside their anchors: each model is started with the anchors it
+   is judged against (benchmarks/anchors/: a plain asyncio
    Protocol, the same on uvloop, gevent's StreamServer, socketserver's
    ThreadingTCPServer, a minimal io_uring echo on the same binding, and the C
    epoll echo), all on the server core, and the C client drives them in turn
-   (A B A B ...), at 16 and 100 connections; ratios are ours / anchor, medians
+   (A B A B ...; the others SIGSTOPped meanwhile, so a busy-polling server
+   cannot take the core from its anchor), at 16 and 100 connections; ratios are ours / anchor, medians
    with the per-round min-max (issue 13's targets).
 
 Results go to benchmarks/results/latest.json.
@@ -170,6 +171,9 @@ def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -
             rates = {name: [] for name in names}
             for _ in range(repeat):
                 for name, server in zip(names, servers, strict=True):
+                    # only the measured server runs: a busy-polling one would take the core from the rest
+                    for other in servers:
+                        other.proc.send_signal(signal.SIGCONT if other is server else signal.SIGSTOP)
                     rates[name].append(c_client(server.port, conns, 1024, seconds))
             medians = {name: statistics.median(v) for name, v in rates.items()}
             ratios = {a: [o / r for o, r in zip(rates[names[0]], rates[a], strict=True)] for a in anchors}
@@ -184,6 +188,7 @@ def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -
         out["error"] = str(exc)
     finally:
         for server in servers:
+            server.proc.send_signal(signal.SIGCONT)
             server.stop()
     return out
 
