@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..costs import RequestCost, Work
-from ..net import Waker, close_quietly
+from ..net import Waker, close_quietly, input_waiting
 from ..service import DEFAULT_LIMITS, Limits, ServiceFactory, Session, UpperService
 
 __all__ = ["AcceptPause", "IdleSweep", "Model", "ServeOptions", "ServerStats", "StatsCounter",
-           "WakeableModel", "missing_module", "model_options"]
+           "ThrottledLog", "WakeableModel", "missing_module", "model_options"]
 
 NO_COST = RequestCost()
 _log = logging.getLogger("iomodels.models")
@@ -184,8 +184,7 @@ class Model(ABC):
         self.options = options or ServeOptions()
         self.stats = StatsCounter()
         self.work: Work | None = None  # the request cost's calibration and pool, set while serving
-        self._refused_logged = -1e9
-        self._refusals = 0
+        self._refusals = ThrottledLog()
 
     @property
     def max_connections(self) -> int:
@@ -203,11 +202,7 @@ class Model(ABC):
         log line a second at most, with a count)."""
         close_quietly(sock)
         self.stats.refuse()
-        now = time.monotonic()
-        self._refusals += 1
-        if now - self._refused_logged >= 1.0:
-            _log.warning("refusing a connection: %s (%d since the last message)", reason, self._refusals)
-            self._refused_logged, self._refusals = now, 0
+        self._refusals.log("refusing a connection: %s", reason)
 
     def new_session(self) -> Session:
         """A session for a new connection, with the service and the request cost."""
@@ -249,6 +244,25 @@ class WakeableModel(Model):
         self._waker.poke()
 
 
+class ThrottledLog:
+    """One kind of log line, at most once a second, saying how many times it happened since the
+    last one: a storm of the same event (a failing accept, a refusal) must not flood the log."""
+
+    def __init__(self, logger: logging.Logger = _log, level: int = logging.WARNING) -> None:
+        self._logger = logger
+        self._level = level
+        self._count = 0
+        self._last = -1e9
+
+    def log(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        self._count += 1
+        if now - self._last >= 1.0:
+            self._logger.log(self._level, message + " (%d times since the last message)", *args,
+                             self._count)
+            self._last, self._count = now, 0
+
+
 class AcceptPause:
     """Out of file descriptors: stop watching the listener, say so at most once a second, and
     watch it again after ``RETRY`` seconds or as soon as a connection closes (a descriptor is free).
@@ -263,32 +277,21 @@ class AcceptPause:
     def __init__(self) -> None:
         self.paused = False
         self.resume_at = 0.0
-        self._failures = 0
-        self._logged = -1e9
-        self._holds = 0
-        self._held_logged = -1e9
+        self._failures = ThrottledLog()
+        self._holds = ThrottledLog()
 
     def pause(self, exc: OSError) -> None:
-        now = time.monotonic()
         self.paused = True
-        self.resume_at = now + self.RETRY
-        self._failures += 1
-        if now - self._logged >= 1.0:
-            _log.warning("accept failed (%s): out of file descriptors or memory; pausing accepts until "
-                         "a connection closes (%d times since the last message)", exc.strerror,
-                         self._failures)
-            self._logged, self._failures = now, 0
+        self.resume_at = time.monotonic() + self.RETRY
+        self._failures.log("accept failed (%s): out of file descriptors or memory; pausing accepts "
+                           "until a connection closes", exc.strerror)
 
     def hold(self, limit: int) -> None:
         """At ``--max-connections``: stop accepting until a connection closes (no retry timer)."""
-        now = time.monotonic()
         self.paused = True
         self.resume_at = float("inf")
-        self._holds += 1
-        if now - self._held_logged >= 1.0:
-            _log.warning("%d connections open (--max-connections): new clients wait in the backlog "
-                         "until one closes (%d times since the last message)", limit, self._holds)
-            self._held_logged, self._holds = now, 0
+        self._holds.log("%d connections open (--max-connections): new clients wait in the backlog "
+                        "until one closes", limit)
 
     def bound(self, timeout: float | None) -> float | None:
         """A loop's wait ``timeout``, shortened so that the listener is tried again in time."""
@@ -336,14 +339,19 @@ class IdleSweep:
         return self.enabled and time.monotonic() >= self.next_at
 
     def sweep(self, conns: Iterable[Any], quiet: Callable[[Any], bool]) -> list[Any]:
-        """One turn of the hand: the connections whose silence has outlasted the timeout."""
+        """One turn of the hand: the connections (with ``idle`` and ``sock``) whose silence has
+        outlasted the timeout, for the model to close and count. A ``MSG_PEEK`` spares one whose
+        input arrived since the loop last looked."""
         self.next_at = time.monotonic() + self.period
         expired = []
         for conn in conns:
             if quiet(conn):
                 conn.idle += 1
                 if conn.idle > self.TICKS:
-                    expired.append(conn)
+                    if input_waiting(conn.sock):
+                        conn.idle = 0
+                    else:
+                        expired.append(conn)
             else:
                 conn.idle = 0
         return expired

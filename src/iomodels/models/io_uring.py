@@ -162,11 +162,8 @@ class UringModel(WakeableModel):
                             self._deliver(conn)
                 if sweep.due():
                     for conn in sweep.sweep(tuple(self._conns), _quiet):
-                        if input_waiting(conn.sock):  # input came meanwhile: not idle after all
-                            conn.idle = 0
-                        else:
-                            self.stats.idle_close()
-                            self._finish(conn)
+                        self.stats.idle_close()
+                        self._finish(conn)
         finally:
             for conn in tuple(self._conns):
                 self._finish(conn, force=True)

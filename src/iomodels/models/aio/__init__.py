@@ -27,9 +27,9 @@ from abc import abstractmethod
 from asyncio import AbstractEventLoop, Event, Protocol, get_running_loop
 from typing import Any
 
-from ...net import SHORTAGE_ERRNOS, input_waiting, read_arrived
+from ...net import SHORTAGE_ERRNOS, read_arrived
 from ...service import Phase
-from ..base import AcceptPause, IdleSweep, Model, ServerStats
+from ..base import AcceptPause, IdleSweep, Model, ServerStats, ThrottledLog
 
 _ACCEPT_BATCH = 256  # connections taken per readiness report of the listener
 _log = logging.getLogger(__name__)
@@ -147,14 +147,6 @@ class ServiceProtocol(Protocol):
         session = self.session
         return (session.phase is _OPEN and not session.waiting and not self.draining
                 and not self.transport.is_closing() and not self.transport.get_write_buffer_size())
-
-    def close_idle(self) -> None:
-        """Quiet for longer than --idle-timeout: close (unless input came in the meantime)."""
-        if input_waiting(self.sock):
-            self.idle = 0
-            return
-        self.model.stats.idle_close()
-        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         model = self.model
@@ -289,8 +281,7 @@ class ProtocolModel(Model):
         self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
         self._adopting = 0  # accepted, transport not made yet
-        self._loop_errors = 0
-        self._loop_error_logged = -1e9
+        self._loop_errors = ThrottledLog(_log, logging.ERROR)
         self._max = 0
         self._sweep: IdleSweep | None = None
 
@@ -352,7 +343,8 @@ class ProtocolModel(Model):
         sweep = self._sweep
         assert sweep is not None
         for protocol in sweep.sweep(tuple(self.protocols), ServiceProtocol.quiet):
-            protocol.close_idle()
+            self.stats.idle_close()
+            protocol.transport.close()
         if not self.stopping:
             self.loop.call_later(sweep.period, self._sweep_idle)
 
@@ -360,14 +352,9 @@ class ProtocolModel(Model):
         """Errors the loop could not hand to anyone: one log line a second at most, with a count, so
         that a storm of the same failure cannot flood the log and stall the loop (CPython logged a
         traceback per failure: 50,000 lines a second at the fd limit)."""
-        now = time.monotonic()
-        self._loop_errors += 1
-        if now - self._loop_error_logged >= 1.0:
-            exc = context.get("exception")
-            detail = f": {exc!r}" if exc is not None else ""
-            _log.error("event loop: %s%s (%d since the last message)", context.get("message", "error"),
-                       detail, self._loop_errors)
-            self._loop_error_logged, self._loop_errors = now, 0
+        exc = context.get("exception")
+        self._loop_errors.log("event loop: %s%s", context.get("message", "error"),
+                              f": {exc!r}" if exc is not None else "")
 
     def _accept_ready(self) -> None:
         listener, loop = self._listener, self.loop

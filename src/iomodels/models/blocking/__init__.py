@@ -80,17 +80,14 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
             idle[conn] = model.sweeps
             if model.stopping:
                 del idle[conn]
-                before = bytes_in
-                bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
-                session.stop(sending=bytes_in > before)
+                bytes_in, bytes_out = _answer_then_stop(model, conn, session, bytes_in, bytes_out)
                 break
             data = recv(read_size)
             del idle[conn]
             if not data:
                 if model.stopping and not peer_closed(conn):  # stop()'s SHUT_RD, not the client's EOF:
-                    before = bytes_in  # what was queued is still readable, and is answered
-                    bytes_in, bytes_out = _answer_arrived(model, conn, session, bytes_in, bytes_out)
-                    session.stop(sending=bytes_in > before)
+                    # what was queued is still readable, and is answered
+                    bytes_in, bytes_out = _answer_then_stop(model, conn, session, bytes_in, bytes_out)
                     break
                 session.receive_eof()
                 break
@@ -118,10 +115,11 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
         model.stats.connection_done(bytes_in, bytes_out, error)
 
 
-def _answer_arrived(model: DispatchModel, conn: Any, session: Session, bytes_in: int,
-                    bytes_out: int) -> tuple[int, int]:
-    """The stop's drain rule: answer what the client sent before the stop (read until EAGAIN);
-    returns the byte counts. The client's EOF, if it came, is the session's."""
+def _answer_then_stop(model: DispatchModel, conn: Any, session: Session, bytes_in: int,
+                      bytes_out: int) -> tuple[int, int]:
+    """The stop's drain rule: answer what the client had sent when the stop came, then stop the
+    session (lingering if there was any); returns the byte counts. The client's EOF, if it came,
+    is the session's."""
     counts = [bytes_in, bytes_out]
 
     def on_data(data: bytes) -> None:
@@ -139,6 +137,7 @@ def _answer_arrived(model: DispatchModel, conn: Any, session: Session, bytes_in:
         raise ConnectionError("the connection failed while the server stopped")
     if eof:
         session.receive_eof()
+    session.stop(sending=counts[0] > bytes_in)
     return counts[0], counts[1]
 
 

@@ -169,7 +169,8 @@ class ReadinessModel(WakeableModel):
                             self._deliver(conn)
                 if sweep.due():
                     for conn in sweep.sweep(tuple(conns.values()), _quiet):
-                        self._close_idle(conn)
+                        self.stats.idle_close()
+                        self._close(conn, error=False)
         finally:
             for conn in tuple(conns.values()):
                 self._close(conn, error=True)
@@ -287,8 +288,6 @@ class ReadinessModel(WakeableModel):
                 if sent < len(out):
                     session.hold_unsent(out, sent)
                     self._after_io(conn)
-            elif session.reading_paused or session.pending:
-                self._after_io(conn)
             return
         recv_into = conn.sock.recv_into
         while True:
@@ -389,14 +388,6 @@ class ReadinessModel(WakeableModel):
         if events != conn.events:
             conn.events = events
             self._wait.modify(conn.fd, events)
-
-    def _close_idle(self, conn: _Connection) -> None:
-        """Quiet for longer than --idle-timeout: close (unless input came in the meantime)."""
-        if input_waiting(conn.sock):
-            conn.idle = 0
-            return
-        self.stats.idle_close()
-        self._close(conn, error=False)
 
     def _close(self, conn: _Connection, error: bool) -> None:
         if self._conns.pop(conn.fd, None) is None:
