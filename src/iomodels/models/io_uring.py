@@ -55,7 +55,7 @@ _OPEN = Phase.OPEN
 
 class _Connection:
     __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "sending_bytes",
-                 "sending_ops", "session", "sock", "starved", "stop_mark", "stop_pending")
+                 "sending_ops", "session", "sock", "starved", "stop_mark")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -64,8 +64,9 @@ class _Connection:
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
-        self.stop_pending = False  # the server stopped: drain once the cancelled recv has ended
-        self.stop_mark = -1  # bytes_in when the stop came (-1: not yet)
+        # bytes_in when the stop came (-1: not yet); while the session is still open after it, the
+        # recv is being cancelled and the drain waits for its last completion
+        self.stop_mark = -1
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
         self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
@@ -202,7 +203,6 @@ class UringModel(WakeableModel):
             conn.stop_mark = conn.bytes_in
         if session.phase is _OPEN and not conn.error:
             if conn.recv is not None:
-                conn.stop_pending = True
                 if not conn.paused:  # a recv paused for backpressure is being cancelled already
                     conn.paused = True
                     self._ring.prepare_cancel(conn.recv)
@@ -319,8 +319,7 @@ class UringModel(WakeableModel):
                 self._deferred.schedule(conn, session)
         if not more:  # this multishot recv is over
             conn.recv = None
-            if conn.stop_pending:  # cancelled by the stop: now answer what is left, and stop
-                conn.stop_pending = False
+            if conn.stop_mark >= 0:  # cancelled by the stop: now answer what is left, and stop
                 if res == 0:
                     session.receive_eof()
                     self._send(conn)
