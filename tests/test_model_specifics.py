@@ -304,3 +304,55 @@ def test_out_of_file_descriptors_the_loop_pauses_accepting_instead_of_spinning(m
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert len(err.splitlines()) < 10 and "Traceback" not in err, err[:2000]
+
+
+
+def test_io_uring_stop_waits_for_a_reply_sent_unreaped() -> None:
+    """io_uring sends a reply without reaping its success when nothing else is with the kernel.
+    Here such a reply is stuck (the client reads nothing; small socket buffers) and is the last one
+    when the stop comes: the close must wait for it (an empty send-all queued behind it), not cut
+    it off. In-process, to see the state reached: the test reads the loop's connections."""
+    if (reason := probe("io_uring")) is not None:
+        pytest.skip(reason)
+    from iomodels.models.io_uring import UringModel
+
+    class SmallSendBuffer(UringModel):
+        def _arm_recv(self, conn):  # type: ignore[no-untyped-def]
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+            super()._arm_recv(conn)
+
+    model = SmallSendBuffer()
+    listener = socket.create_server(("127.0.0.1", 0))
+    result: list = []
+    loop = threading.Thread(target=lambda: result.append(model.serve(listener)), daemon=True)
+    loop.start()
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect: a tiny window
+        sock.connect(listener.getsockname())
+        sent = 0
+
+        def stuck_alone() -> bool:
+            return any(c.unreaped is not None and not c.unreaped.res and not c.sending_ops
+                       for c in tuple(model._conns))
+
+        while not stuck_alone():  # one message at a time, each read and answered alone
+            assert sent < 1 << 20, "no reply ever got stuck unreaped"
+            sock.sendall(b"m" * 1024)
+            sent += 1024
+            time.sleep(0.02)
+        model.stop()
+        time.sleep(0.2)
+        received = 0
+        sock.settimeout(10)
+        while chunk := sock.recv(1 << 16):  # a reset would raise here
+            assert chunk == b"M" * len(chunk)
+            received += len(chunk)
+    finally:
+        sock.close()
+        loop.join(10)
+        if loop.is_alive():
+            model.abort()
+            loop.join(10)
+    assert result and result[0].errors == 0, result
+    assert received == sent == result[0].bytes_out
