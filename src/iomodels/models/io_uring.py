@@ -201,10 +201,10 @@ class UringModel(WakeableModel):
                                         prepare(h)
                                         conn.unreaped = h
                                         conn.bytes_out += len(out)
-                                    else:
-                                        conn.sending_bytes += len(out)
-                                        conn.sending_ops += 1
-                                        send_all(conn.fd, out, 0, conn)
+                                        continue  # nothing counted, nothing queued: no pressure
+                                    conn.sending_bytes += len(out)
+                                    conn.sending_ops += 1
+                                    send_all(conn.fd, out, 0, conn)
                                 if conn.sending_bytes > high or session.reading_paused:
                                     self._pressure(conn)
                                 continue
