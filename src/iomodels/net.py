@@ -103,6 +103,10 @@ class Waker:
             with contextlib.suppress(OSError):  # full: already poked; closed: already stopped
                 self._writer.send(b"\0")
 
+    def writer_fileno(self) -> int:
+        """The writing end, for ``signal.set_wakeup_fd``: the C-level signal handler pokes it."""
+        return self._writer.fileno()
+
     def drain(self) -> None:
         with contextlib.suppress(OSError):
             while self.reader.recv(4096):

@@ -222,6 +222,15 @@ class Session:
         self.receive_data(data)
         return self.take_data()
 
+    def direct_reply(self) -> Callable[[bytes], bytes] | None:
+        """The service's own ``on_data``, for a model's hot path; None if requests have a cost.
+
+        Calling it is exactly what :meth:`answer` does while the session is OPEN with nothing
+        queued, one Python call (~700 instructions of ~25,000 per request on the asyncio loop)
+        cheaper. The caller must know both conditions hold, as the models' hot paths do (they
+        check the phase, and their queue is empty by construction); otherwise use :meth:`answer`."""
+        return self._service.on_data if self._work is None else None
+
     def hold_unsent(self, reply: bytes, sent: int) -> None:
         """The kernel took only ``sent`` bytes of a reply that :meth:`answer` returned: queue the
         rest (it then counts towards the water marks, and goes out through ``data_to_send``)."""

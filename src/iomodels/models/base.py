@@ -212,6 +212,15 @@ class Model(ABC):
     def serve(self, listener: socket.socket) -> ServerStats:
         """Serve ``listener`` (bound, listening, blocking mode) until stopped."""
 
+    def signal_wakeup_fd(self) -> int | None:
+        """A descriptor for ``signal.set_wakeup_fd`` while serving, or None.
+
+        A Python signal handler runs only between bytecodes: a signal that comes just before the
+        loop enters its wait (``epoll_wait``, ``select``, ``io_uring_enter``) does not interrupt
+        it, and the handler (our stop) would wait for the wait's timeout. With this descriptor the
+        C-level handler writes a byte to it at once; a loop that watches its other end wakes."""
+        return None
+
     @abstractmethod
     def stop(self) -> None:
         """Stop accepting; finish replies to what was read; then ``serve`` returns."""
@@ -242,6 +251,9 @@ class WakeableModel(Model):
     def abort(self) -> None:
         self._abort_requested = True
         self._waker.poke()
+
+    def signal_wakeup_fd(self) -> int | None:
+        return self._waker.writer_fileno()
 
 
 class ThrottledLog:

@@ -66,13 +66,14 @@ _OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "done", "error", "fd", "idle", "paused", "recv", "sending_bytes",
-                 "sending_ops", "session", "sock", "starved", "stop_mark", "unreaped")
+    __slots__ = ("bytes_in", "bytes_out", "done", "error", "fd", "idle", "paused", "recv", "reply",
+                 "sending_bytes", "sending_ops", "session", "sock", "starved", "stop_mark", "unreaped")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
+        self.reply = session.direct_reply() or session.answer  # the loop's hot path's
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
@@ -191,7 +192,9 @@ class UringModel(WakeableModel):
                                 conn.idle = 0
                                 conn.starved = False
                                 conn.bytes_in += res
-                                out = session.answer(bytes(c.result))  # the copy returns the buffer
+                                # OPEN, and its queue is empty (every reply is taken whole); the
+                                # copy returns the provided buffer to the pool
+                                out = conn.reply(bytes(c.result))
                                 if out:
                                     last = conn.unreaped
                                     if not conn.sending_ops and (last is None or last.res):

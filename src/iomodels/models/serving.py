@@ -102,6 +102,8 @@ def serve_until_signalled(
             model.abort()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (*stop_signals, signal.SIGALRM)}
+    wakeup = model.signal_wakeup_fd()  # see Model.signal_wakeup_fd: a stop must not wait for a timeout
+    previous_wakeup = signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False) if wakeup is not None else None
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(previous))
     cost = model.options.cost if model.owns_connections else RequestCost()
     try:
@@ -116,6 +118,8 @@ def serve_until_signalled(
             return stats
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if previous_wakeup is not None:
+            signal.set_wakeup_fd(previous_wakeup)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -41,13 +41,16 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(Protocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "sending_at_stop", "session", "sock",
-                 "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "reply", "sending_at_stop", "session",
+                 "sock", "transport")
 
     def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
         self.model = model
         self.sock = sock  # the accepted socket, read directly only by the stop's drain rule
         self.session = model.new_session()
+        # this protocol serves only without a request cost, and the transport takes every reply
+        # at once (nothing is ever queued in the session): the service's on_data is the answer
+        self.reply = self.session.direct_reply() or self.session.answer
         self.transport: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -70,7 +73,8 @@ class ServiceProtocol(Protocol):
             return  # after the stop: not served, only read so the client's sends can finish
         self.bytes_in += len(data)
         self.idle = 0
-        out = self.session.answer(data)
+        # OPEN here: after the stop `draining` returned above, and after the EOF no data comes
+        out = self.reply(data)
         if out:
             self.bytes_out += len(out)
             self.transport.write(out)

@@ -73,8 +73,9 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     recv = conn.recv
     sendall = conn.sendall
     idle = model.idle
-    # with no request cost nothing is ever held back: one call per read (Session.answer's fast path)
-    answer = session.answer if model.work is None else None
+    # with no request cost nothing is held back, and each reply is sent before the next read (the
+    # session is OPEN, its queue empty): the service's on_data is the whole answer
+    answer = session.direct_reply()
     bytes_in = bytes_out = 0
     error = False
     try:

@@ -88,12 +88,13 @@ class Wait(ABC):
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "idle", "session", "sock")
+    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "idle", "reply", "session", "sock")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
+        self.reply = session.direct_reply() or session.answer  # the hot path's (see the loop)
         self.bytes_in = 0
         self.bytes_out = 0
         self.events = READ
@@ -178,7 +179,7 @@ class ReadinessModel(WakeableModel):
                                         break
                                     conn.bytes_in += n
                                     conn.idle = 0
-                                    out = session.answer(view[:n].tobytes())
+                                    out = conn.reply(view[:n].tobytes())  # OPEN, nothing queued
                                     if out:
                                         try:
                                             sent = sock.send(out)
