@@ -387,6 +387,11 @@ class ProtocolModel(Model):
             self.refuse(sock, f"no transport for it ({exc.strerror or exc})")
         finally:
             self._adopting -= 1
+            # between connection_made (the protocol joins `protocols`) and here, room() counts this
+            # connection twice: a listener held at --max-connections in that window must resume
+            # now, or a client below the limit waits in the backlog until some connection closes
+            if self._pause.held and self.room():
+                self.resume_accepting()
 
     def _pause_accepting(self, exc: OSError) -> None:
         loop = self.loop
