@@ -232,7 +232,7 @@ class Session:
         return self._service.on_data if self._work is None else None
 
     def hold_unsent(self, reply: bytes, sent: int) -> None:
-        """The kernel took only ``sent`` bytes of a reply that :meth:`answer` returned: queue the
+        """The kernel took only ``sent`` bytes of a reply (from :meth:`answer` or the service): queue the
         rest (it then counts towards the water marks, and goes out through ``data_to_send``)."""
         rest = len(reply) - sent
         if rest <= 0:

@@ -305,11 +305,6 @@ class AcceptPause:
         self._holds.log("%d connections open (--max-connections): new clients wait in the backlog "
                         "until one closes", limit)
 
-    @property
-    def held(self) -> bool:
-        """Paused at --max-connections (until a connection leaves), not for a shortage."""
-        return self.paused and self.resume_at == float("inf")
-
     def bound(self, timeout: float | None) -> float | None:
         """A loop's wait ``timeout``, shortened so that the listener is tried again in time."""
         if not self.paused or self.resume_at == float("inf"):

@@ -66,14 +66,14 @@ _OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "done", "error", "fd", "idle", "paused", "recv", "reply",
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "reply",
                  "sending_bytes", "sending_ops", "session", "sock", "starved", "stop_mark", "unreaped")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
-        self.reply = session.direct_reply() or session.answer  # the loop's hot path's
+        self.reply = session.direct_reply()  # the loop's hot path's (None with a request cost: no hot path)
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         self.starved = False  # waiting in the queue of recvs that found the pool empty
@@ -89,7 +89,6 @@ class _Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.error = False
-        self.done = False  # finished: completions already reaped for it are dropped
 
 
 def _quiet(conn: _Connection) -> bool:
@@ -170,6 +169,7 @@ class UringModel(WakeableModel):
         more_flag = uring_api.IORING_CQE_F_MORE
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         fast = deferred is None  # no held-back replies: the two common completions are inlined below
+        conns = self._conns
         high = self.options.limits.high
         send_all, construct_send_all, prepare = ring.prepare_send_all, ring.construct_send_all, ring.prepare
         try:
@@ -188,7 +188,8 @@ class UringModel(WakeableModel):
                             conn = c.user_data
                             res = c.res
                             session = conn.session
-                            if res > 0 and session.phase is _OPEN and not conn.done:
+                            # (not in conns: finished, a completion reaped before it was)
+                            if res > 0 and session.phase is _OPEN and conn in conns:
                                 conn.idle = 0
                                 conn.starved = False
                                 conn.bytes_in += res
@@ -521,7 +522,6 @@ class UringModel(WakeableModel):
         if conn.recv is not None:
             self._stop_reading(conn)
         self._conns.discard(conn)
-        conn.done = True
         conn.unreaped = None
         close_quietly(conn.sock)
         self.stats.connection_done(conn.bytes_in, conn.bytes_out, conn.error or force)

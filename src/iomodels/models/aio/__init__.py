@@ -48,9 +48,10 @@ class ServiceProtocol(Protocol):
         self.model = model
         self.sock = sock  # the accepted socket, read directly only by the stop's drain rule
         self.session = model.new_session()
-        # this protocol serves only without a request cost, and the transport takes every reply
-        # at once (nothing is ever queued in the session): the service's on_data is the answer
-        self.reply = self.session.direct_reply() or self.session.answer
+        # this class serves only without a request cost (DeferredProtocol otherwise), and the
+        # transport takes every reply at once (nothing is ever queued in the session): the
+        # service's on_data is the whole answer
+        self.reply = self.session.direct_reply()
         self.transport: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -62,6 +63,7 @@ class ServiceProtocol(Protocol):
         self.transport = transport
         model = self.model
         model.stats.connections += 1
+        model._adopting.discard(self.sock)  # from being adopted to serving: counted once by room()
         model.protocols.add(self)
         limits = model.options.limits
         transport.set_write_buffer_limits(high=limits.high, low=limits.low)
@@ -156,8 +158,7 @@ class ServiceProtocol(Protocol):
         model = self.model
         model.stats.connection_done(self.bytes_in, self.bytes_out, exc is not None)
         model.protocols.discard(self)
-        if model._pause.paused and model.room():  # a descriptor is free again: try the listener now
-            model.resume_accepting()
+        model.slot_freed()
         if model.stopping and not model.protocols and model.all_closed is not None:
             model.all_closed.set()
 
@@ -284,7 +285,7 @@ class ProtocolModel(Model):
         self._listener: socket.socket | None = None
         self._pause = AcceptPause()
         self._protocol_class: type[ServiceProtocol] = ServiceProtocol
-        self._adopting = 0  # accepted, transport not made yet
+        self._adopting: set[socket.socket] = set()  # accepted, not serving yet (no connection_made)
         self._loop_errors = ThrottledLog(_log, logging.ERROR)
         self._max = 0
         self._sweep: IdleSweep | None = None
@@ -341,7 +342,13 @@ class ProtocolModel(Model):
 
     def room(self) -> bool:
         """Below --max-connections (counting the connections whose transport is being made)."""
-        return len(self.protocols) + self._adopting < self._max
+        return len(self.protocols) + len(self._adopting) < self._max
+
+    def slot_freed(self) -> None:
+        """A connection, or one being adopted, is gone: a descriptor and a --max-connections slot
+        are free, so a listener paused for either is tried again now."""
+        if self._pause.paused and self.room():
+            self.resume_accepting()
 
     def _sweep_idle(self) -> None:
         sweep = self._sweep
@@ -377,7 +384,7 @@ class ProtocolModel(Model):
                 return  # a failure of one connection (ECONNABORTED...): the next event retries
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._adopting += 1
+            self._adopting.add(sock)
             loop.create_task(self._adopt(sock))
 
     async def _adopt(self, sock: socket.socket) -> None:
@@ -386,12 +393,9 @@ class ProtocolModel(Model):
         except OSError as exc:  # out of resources for the transport, or the client is gone already
             self.refuse(sock, f"no transport for it ({exc.strerror or exc})")
         finally:
-            self._adopting -= 1
-            # between connection_made (the protocol joins `protocols`) and here, room() counts this
-            # connection twice: a listener held at --max-connections in that window must resume
-            # now, or a client below the limit waits in the backlog until some connection closes
-            if self._pause.held and self.room():
-                self.resume_accepting()
+            if sock in self._adopting:  # it never served (connection_made takes it out)
+                self._adopting.discard(sock)
+                self.slot_freed()
 
     def _pause_accepting(self, exc: OSError) -> None:
         loop = self.loop

@@ -94,7 +94,7 @@ class _Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
-        self.reply = session.direct_reply() or session.answer  # the hot path's (see the loop)
+        self.reply = session.direct_reply()  # the loop's hot path's (None with a request cost: no hot path)
         self.bytes_in = 0
         self.bytes_out = 0
         self.events = READ
@@ -143,7 +143,7 @@ class ReadinessModel(WakeableModel):
         fast, edge = deferred is None, self._edge  # see the hot path below
         view = self._view
         view_size = len(view)
-        if self._edge:  # connections queued before we watched the listener raised no event
+        if edge:  # connections queued before we watched the listener raised no event
             self._accept(listener)
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
