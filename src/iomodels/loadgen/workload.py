@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -137,3 +139,9 @@ class MessagePool:
             self.messages.append(message)
             self.expected.append(transform(message))
         self.count = len(self.messages)
+
+    def cycle(self, start: int) -> Iterator[tuple[bytes, bytes, int]]:
+        """(message, expected reply, length) without end, from message ``start % count`` on."""
+        triples = [(m, e, len(m)) for m, e in zip(self.messages, self.expected, strict=True)]
+        start %= self.count
+        return itertools.cycle(triples[start:] + triples[:start])
