@@ -290,3 +290,31 @@ def test_answer_is_receive_then_take_and_hold_unsent_queues_the_rest() -> None:
         session.hold_unsent(b"Y", 0)
     session.stop()
     assert session.answer(b"late") == b"X"  # after the stop input is dropped; the queue still goes
+
+
+class _Counting:
+    """A service with state: its replies number the reads, so it must not name a stateless reply."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def on_data(self, data: bytes) -> bytes:
+        self.reads += 1
+        return b"%d:" % self.reads + data
+
+    def on_eof(self) -> bytes:
+        return b""
+
+
+@given(st.lists(st.binary(max_size=2048), max_size=10))
+def test_direct_reply_answers_as_the_session_does(reads: list[bytes]) -> None:
+    for service in (UpperService, EchoService, _Counting):
+        direct, general = Session(service()), Session(service())
+        reply = direct.direct_reply()
+        assert reply is not None
+        for data in reads:
+            assert reply(data) == general.answer(data)
+    # the built-in services skip the Python frame; a service without the attribute keeps on_data
+    assert Session(UpperService()).direct_reply() is bytes.upper
+    counting = _Counting()
+    assert Session(counting).direct_reply() == counting.on_data
