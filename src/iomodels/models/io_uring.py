@@ -66,8 +66,8 @@ _OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "reply",
-                 "sending_bytes", "sending_ops", "session", "sock", "starved", "stop_mark", "unreaped")
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "reply", "seen_in",
+                 "sending_bytes", "sending_ops", "session", "sock", "starved_at", "stop_mark", "unreaped")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -76,11 +76,14 @@ class _Connection:
         self.reply = session.direct_reply()  # the loop's hot path's (None with a request cost: no hot path)
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
-        self.starved = False  # waiting in the queue of recvs that found the pool empty
+        # bytes_in when its recv last found the buffer pool empty (-1: never); the same again at
+        # the next ENOBUFS means no data came in between (kept off the hot path that way)
+        self.starved_at = -1
         # bytes_in when the stop came (-1: not yet); while the session is still open after it, the
         # recv is being cancelled and the drain waits for its last completion
         self.stop_mark = -1
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
+        self.seen_in = 0  # bytes_in at the last sweep (input since then: not quiet)
         self.sending_bytes = 0  # replies handed to the kernel, not yet completed
         self.sending_ops = 0
         # the last reply sent without a success completion (module docstring), or None; its
@@ -173,8 +176,12 @@ class UringModel(WakeableModel):
         high = self.options.limits.high
         send_all, construct_send_all, prepare = ring.prepare_send_all, ring.construct_send_all, ring.prepare
         try:
-            while not (self._stopping and not self._conns and self._listener is None):
-                timeout = sweep.bound(self._pause.bound(deferred.timeout() if deferred is not None else None))
+            pause = self._pause
+            timers = deferred is not None or sweep.enabled  # else no wait has a timeout, but a pause's
+            while not (self._stopping and not conns and self._listener is None):
+                timeout = None
+                if timers or pause.paused:  # (the checks a turn makes for nothing, skipped: ~4 calls)
+                    timeout = sweep.bound(pause.bound(deferred.timeout() if deferred is not None else None))
                 try:
                     batch = ring.wait(timeout) or ()
                 except InterruptedError:  # a signal handler ran (and may have poked the waker)
@@ -190,8 +197,6 @@ class UringModel(WakeableModel):
                             session = conn.session
                             # (not in conns: finished, a completion reaped before it was)
                             if res > 0 and session.phase is _OPEN and conn in conns:
-                                conn.idle = 0
-                                conn.starved = False
                                 conn.bytes_in += res
                                 # OPEN, and its queue is empty (every reply is taken whole); the
                                 # copy returns the provided buffer to the pool
@@ -235,8 +240,10 @@ class UringModel(WakeableModel):
                         # cancel acknowledgements carry no user data: nothing to do
                 if self._starved:
                     self._rearm_starved()
-                if self._pause.due():
+                if pause.paused and pause.due():
                     self._resume_accepting()
+                if not timers:
+                    continue
                 if deferred is not None:
                     for conn in deferred.take_due():
                         if conn in self._conns:
@@ -390,8 +397,6 @@ class UringModel(WakeableModel):
             self._on_recv_stopped(conn, res, more, c)
             return
         if res > 0:
-            conn.starved = False
-            conn.idle = 0
             conn.bytes_in += res
             session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
             self._send(conn)
@@ -413,10 +418,10 @@ class UringModel(WakeableModel):
             elif res == -errno.ENOBUFS:
                 # the pool ran dry: re-arm after this batch, once its buffers are back; re-arming
                 # now would fail again at once, a storm of completions when connections >> buffers
-                if conn.starved:  # re-armed from the queue and unlucky again: keep its place
-                    self._starved.appendleft(conn)
+                if conn.starved_at == conn.bytes_in:  # re-armed from the queue, no data, and
+                    self._starved.appendleft(conn)  # unlucky again: keep its place
                 else:
-                    conn.starved = True
+                    conn.starved_at = conn.bytes_in
                     self._starved.append(conn)
             elif res < 0 and res != -errno.ECANCELED:
                 conn.error = True  # reset and friends

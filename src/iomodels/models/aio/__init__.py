@@ -41,8 +41,8 @@ __all__ = ["ProtocolModel", "ServiceProtocol"]
 class ServiceProtocol(Protocol):
     """One connection: bytes from the loop into the session, replies to the transport."""
 
-    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "reply", "sending_at_stop", "session",
-                 "sock", "transport")
+    __slots__ = ("bytes_in", "bytes_out", "draining", "idle", "model", "reply", "seen_in", "sending_at_stop",
+                 "session", "sock", "transport")
 
     def __init__(self, model: ProtocolModel, sock: socket.socket) -> None:
         self.model = model
@@ -57,6 +57,7 @@ class ServiceProtocol(Protocol):
         self.bytes_out = 0
         self.draining = False  # stopped by the server: replies go out, input is dropped
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
+        self.seen_in = 0  # bytes_in at the last sweep (input since then: not quiet)
         self.sending_at_stop = False
 
     def connection_made(self, transport: Any) -> None:
@@ -74,7 +75,6 @@ class ServiceProtocol(Protocol):
         if self.draining:
             return  # after the stop: not served, only read so the client's sends can finish
         self.bytes_in += len(data)
-        self.idle = 0
         # OPEN here: after the stop `draining` returned above, and after the EOF no data comes
         out = self.reply(data)
         if out:
@@ -196,7 +196,6 @@ class DeferredProtocol(ServiceProtocol):
         if self.draining:
             return
         self.bytes_in += len(data)
-        self.idle = 0
         self.session.receive_data(data)  # dropped after a stop
         self._flush()
 

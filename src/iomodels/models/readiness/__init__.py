@@ -88,7 +88,7 @@ class Wait(ABC):
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "idle", "reply", "session", "sock")
+    __slots__ = ("bytes_in", "bytes_out", "events", "fd", "idle", "reply", "seen_in", "session", "sock")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -99,6 +99,7 @@ class _Connection:
         self.bytes_out = 0
         self.events = READ
         self.idle = 0  # sweeps of --idle-timeout this connection has been quiet through
+        self.seen_in = 0  # bytes_in at the last sweep (input since then: not quiet)
 
 
 def _quiet(conn: _Connection) -> bool:
@@ -147,8 +148,11 @@ class ReadinessModel(WakeableModel):
             self._accept(listener)
         waker.poke()  # a stop() that came before the waker was watched (harmless otherwise)
         try:
+            timers = deferred is not None or sweep.enabled  # else no wait has a timeout, but a pause's
             while not (stopping and not conns):
-                timeout = sweep.bound(pause.bound(deferred.timeout() if deferred is not None else None))
+                timeout = None
+                if timers or pause.paused:  # (the checks a turn makes for nothing, skipped: ~4 calls)
+                    timeout = sweep.bound(pause.bound(deferred.timeout() if deferred is not None else None))
                 for fd, events in wait.wait(timeout):
                     conn = conns.get(fd)
                     if conn is not None:
@@ -178,7 +182,6 @@ class ReadinessModel(WakeableModel):
                                         self._after_io(conn)
                                         break
                                     conn.bytes_in += n
-                                    conn.idle = 0
                                     out = conn.reply(view[:n].tobytes())  # OPEN, nothing queued
                                     if out:
                                         try:
@@ -215,8 +218,10 @@ class ReadinessModel(WakeableModel):
                         if self._abort_requested:
                             for conn in tuple(conns.values()):
                                 self._close(conn, error=True)
-                if pause.due():
+                if pause.paused and pause.due():
                     self._resume_accepting()
+                if not timers:
+                    continue
                 if deferred is not None:
                     for conn in deferred.take_due():
                         if conns.get(conn.fd) is conn:
@@ -323,7 +328,6 @@ class ReadinessModel(WakeableModel):
                 session.receive_eof()
                 break
             conn.bytes_in += n
-            conn.idle = 0  # here, not before recv: busy polling "reports" every socket every sweep
             session.receive_data(view[:n].tobytes())
             if not self._send(conn):
                 return
