@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
 from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, read_arrived, shutdown_quietly
@@ -75,7 +76,7 @@ class Wait(ABC):
         """Stop watching ``fd`` (called before it is closed)."""
 
     @abstractmethod
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+    def wait(self, timeout: float | None) -> Iterable[tuple[int, int]]:
         """Block until something may be ready, or ``timeout`` seconds (None: no limit) have passed;
         return ``(fd, events)`` pairs (empty after a timeout)."""
 

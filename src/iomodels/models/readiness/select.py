@@ -17,6 +17,8 @@ epoll.
 from __future__ import annotations
 
 import select
+from collections.abc import Iterable
+from itertools import repeat
 
 from . import READ, WRITE, ReadinessModel, Wait
 
@@ -39,9 +41,11 @@ class SelectWait(Wait):
         self.readers.discard(fd)
         self.writers.discard(fd)
 
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+    def wait(self, timeout: float | None) -> Iterable[tuple[int, int]]:
         readable, writable, _ = select.select(self.readers, self.writers, (), timeout)
-        return [(fd, READ) for fd in readable] + [(fd, WRITE) for fd in writable]
+        if writable:
+            return [(fd, READ) for fd in readable] + [(fd, WRITE) for fd in writable]
+        return zip(readable, repeat(READ))  # the usual case: zip reuses its tuple, no list is built
 
     def refuse(self, fd: int) -> str | None:
         if fd >= FD_SETSIZE:
