@@ -83,7 +83,8 @@ class _Client(asyncio.Protocol):
             self.need = need
             self.sent += need
             self.start = now
-            self.write(message)
+            write = self.write  # (loaded, then called: a specialised slot load, not a method lookup)
+            write(message)
             return
         self._gather(data)
 

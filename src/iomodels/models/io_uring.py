@@ -200,7 +200,8 @@ class UringModel(WakeableModel):
                                 conn.bytes_in += res
                                 # OPEN, and its queue is empty (every reply is taken whole); the
                                 # copy returns the provided buffer to the pool
-                                out = conn.reply(bytes(c.result))
+                                reply = conn.reply  # (loaded, then called: a specialised slot load)
+                                out = reply(bytes(c.result))
                                 if out:
                                     last = conn.unreaped
                                     if not conn.sending_ops and (last is None or last.res):

@@ -76,7 +76,8 @@ class ServiceProtocol(Protocol):
             return  # after the stop: not served, only read so the client's sends can finish
         self.bytes_in += len(data)
         # OPEN here: after the stop `draining` returned above, and after the EOF no data comes
-        out = self.reply(data)
+        reply = self.reply  # (loaded, then called: a specialised slot load, not a method lookup)
+        out = reply(data)
         if out:
             self.bytes_out += len(out)
             self.transport.write(out)

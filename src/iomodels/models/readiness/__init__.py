@@ -183,7 +183,8 @@ class ReadinessModel(WakeableModel):
                                         self._after_io(conn)
                                         break
                                     conn.bytes_in += n
-                                    out = conn.reply(view[:n].tobytes())  # OPEN, nothing queued
+                                    reply = conn.reply  # (loaded, then called: a specialised slot load)
+                                    out = reply(view[:n].tobytes())  # OPEN, nothing queued
                                     if out:
                                         try:
                                             sent = sock.send(out)
