@@ -1,7 +1,8 @@
 """Counting a run: requests, bytes, errors by kind, and latency in an HdrHistogram.
 
 Latencies are kept in microseconds. The hot path only bumps a counter per
-distinct microsecond value (a dict increment); they are recorded into the
+distinct microsecond value (a dict increment; the uvloop engine counts below
+100 ms in a list first and adds it here at the end); they are recorded into the
 HdrHistogram with their counts when the tally is closed, which gives exactly
 the histogram that recording one by one would, at a fraction of the cost.
 Tallies from several processes merge through HdrHistogram's own encoding.
