@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint sdist-check clean
+.PHONY: run test bench bench-instructions lint sdist-check clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# user-space instructions per request under callgrind: deterministic where throughput is noise
+bench-instructions: $(STAMP)
+	$(BIN)/python benchmarks/instructions.py --out benchmarks/results/instructions.txt $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
