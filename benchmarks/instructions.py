@@ -4,12 +4,12 @@ Throughput on a shared 2-core VM swings by 30% from one minute to the next, and 
 10% cannot be told from noise in a few rounds (``make bench``). What a server costs in user space
 per request can, nearly: valgrind's callgrind counts instructions, the same for the same binary and
 input whatever else the machine does (what still varies is how many requests a loop turn serves,
-so a figure moves by ~2-3% from run to run). Each server runs under callgrind with instrumentation
-off; the C client warms it up, then drives it twice with counting on (S and 2S seconds, the two
-differenced so that per-connection costs cancel); instructions / requests is the figure. Kernel
-work (most of a request on loopback here) is not in it, so a ratio here is the user-space share
-of the story, not a throughput prediction: it tells which of two versions of a hot path is
-cheaper, and by how much, in one run.
+so a figure moves by ~3% from run to run for most servers, up to ~10% for gevent). Each server
+runs under callgrind with instrumentation off; the C client warms it up, then drives it twice with
+counting on (S and 2S seconds, the two differenced so that per-connection costs cancel);
+instructions / requests is the figure. Kernel work (most of a request on loopback here) is not in
+it, so a ratio here is the user-space share of the story, not a throughput prediction: it tells
+which of two versions of a hot path is cheaper, and by how much, in one run.
 
 The groups are make bench's (benchmarks/run.py: GROUPS). The load generator is measured too:
 ``iomodels load`` against the C epoll server, its worker process only, counted mid-run.
@@ -178,7 +178,7 @@ def main() -> None:
             sys.exit(f"{tool} is not installed: this benchmark needs valgrind (apt-get install valgrind)")
     bench.build()
     say(f"== user-space instructions per request under callgrind ({args.connections} connections, "
-          f"1 KiB upper-echo, {args.seconds:g} s counted; repeatable within ~3%, kernel work not in it) ==")
+          f"1 KiB upper-echo, {args.seconds:g} s counted; repeatable within ~3-10%, no kernel work) ==")
     cache: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
