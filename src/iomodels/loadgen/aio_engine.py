@@ -175,10 +175,8 @@ class _Engine:
         self.done = self.loop.create_future()
         self.failures_in_a_row: dict[int, int] = {}
         self.slot_done = [0] * workload.connections  # requests completed per connection slot
-        self.started = 0.0
-        self.measure_start = 0.0
-        self.measure_start_ns = 0
-        self.measure_end = 0.0
+        self.measure_start = 0  # the measured window, in ns (perf_counter_ns)
+        self.measure_end = 0
         self.cpu_start = 0.0
 
     # -- connections --------------------------------------------------------------------
@@ -315,8 +313,7 @@ class _Engine:
         self.slot_done = [0] * self.workload.connections
         self.measuring = True
         self._update_fast()
-        self.measure_start = time.perf_counter()
-        self.measure_start_ns = _ns()
+        self.measure_start = _ns()
         self.cpu_start = time.process_time()
         if self.workload.duration is not None:
             self.loop.call_later(self.workload.duration, self.finish)
@@ -329,8 +326,7 @@ class _Engine:
         self.running = False
         self._update_fast()
         self.collect()
-        now = _ns()
-        self.measure_end = time.perf_counter()
+        now = self.measure_end = _ns()
         tally = self.tally
         tally.cpu_seconds = time.process_time() - self.cpu_start
         latencies = tally.latencies
@@ -348,7 +344,7 @@ class _Engine:
         if self.interval:  # open loop: due times that passed before the previous reply came
             interval = self.interval
             for c in self.clients:
-                nxt = max(c.due + interval, self.measure_start_ns)
+                nxt = max(c.due + interval, self.measure_start)
                 if nxt <= now:
                     tally.missed += (now - nxt) // interval + 1
         for client in tuple(self.clients):
@@ -370,7 +366,6 @@ class _Engine:
 
     async def run(self, hard_limit: float) -> Tally:
         w = self.workload
-        self.started = time.perf_counter()
         for index in range(w.connections):
             self.open(index, index / w.connect_rate if w.connect_rate else 0.0)
         self.loop.call_later(0.2, self.tick)
@@ -402,7 +397,7 @@ def run(workload: Workload, on_tick: Callable[[Tally], bool] | None = None,
         engine = _Engine(workload, on_tick)
         limit = workload.duration if workload.duration is not None else hard_limit
         tally = await engine.run(min(limit, hard_limit) + 1.0)
-        return tally, max(engine.measure_end - engine.measure_start, 1e-9)
+        return tally, max((engine.measure_end - engine.measure_start) / 1e9, 1e-9)
 
     loop = new_loop()
     try:

@@ -139,7 +139,8 @@ class MessagePool:
             self.messages.append(message)
             self.expected.append(transform(message))
         self.count = len(self.messages)
-        self._triples: list[tuple[bytes, bytes, int]] | None = None
+        # (message, reply, length), made once and shared by every connection's cycle
+        self._triples = [(m, e, len(m)) for m, e in zip(self.messages, self.expected, strict=True)]
 
     def cycle(self, start: int) -> Iterator[tuple[bytes, bytes, int]]:
         """(message, expected reply, length) without end, from message ``start % count`` on.
@@ -147,8 +148,6 @@ class MessagePool:
         The triples are made once and shared by every connection's cycle (each holds only a
         rotated list of references): at 100 connections, one set of 64 tuples stays in cache
         where a set per connection would not."""
-        if self._triples is None:
-            self._triples = [(m, e, len(m)) for m, e in zip(self.messages, self.expected, strict=True)]
         triples = self._triples
         start %= self.count
         return itertools.cycle(triples[start:] + triples[:start])

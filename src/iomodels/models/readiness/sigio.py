@@ -89,18 +89,21 @@ class SigioWait(Wait):
     def remove(self, fd: int) -> None:
         self.watched.discard(fd)
 
+    def _read(self) -> bytes:
+        """The queued signals' records (the signalfd is non-blocking: empty when none is queued)."""
+        try:
+            return os.read(self.sfd, _RECORD * 512)
+        except BlockingIOError:
+            return b""
+
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         # Under load signals are already queued when the loop comes back: one read takes them.
         # Only when none is there, wait for the signalfd to become readable (or the timer).
-        try:
-            data = os.read(self.sfd, _RECORD * 512)
-        except BlockingIOError:
+        data = self._read()
+        if not data:
             if timeout == 0 or not select.select([self.sfd], [], [], timeout)[0]:
                 return []  # a timer is due before any signal came
-            try:
-                data = os.read(self.sfd, _RECORD * 512)
-            except BlockingIOError:
-                return []
+            data = self._read()
         ready: dict[int, int] = {}
         overflow = False
         for offset in range(0, len(data), _RECORD):
