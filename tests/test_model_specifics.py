@@ -356,3 +356,29 @@ def test_io_uring_stop_waits_for_a_reply_sent_unreaped() -> None:
             loop.join(10)
     assert result and result[0].errors == 0, result
     assert received == sent == result[0].bytes_out
+
+
+@pytest.mark.parametrize("model", ["asyncio", "threads", "io_uring"])  # one per family with a hot path
+@pytest.mark.parametrize("service", ["UpperThenBye", "Bracketed"])
+def test_byte_counts_are_exact_whether_or_not_replies_keep_their_length(model: str, service: str) -> None:
+    """Replies as long as their reads are counted as bytes in (not measured one by one); others are
+    measured; the service's last words count either way."""
+    srv = start_or_skip(model, ["--service", f"tests.helpers.services:{service}"])
+    reads = [b"abc" * 300, b"x", b"hello" * 200]
+    try:
+        with connect(srv.port) as sock:
+            replies = b""
+            for data in reads:
+                sock.sendall(data)
+                want = data.upper() + (b"|" if service == "Bracketed" else b"")
+                replies += recv_exactly(sock, len(want))  # one reply at a time: reads do not merge
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(4096):
+                replies += chunk
+        assert srv.stop() == 0, "\n".join(srv.lines)
+    finally:
+        srv.kill()
+    sent = sum(map(len, reads))
+    assert replies.endswith(b"BYE") == (service == "UpperThenBye")
+    assert srv.stats is not None
+    assert (srv.stats["bytes_in"], srv.stats["bytes_out"]) == (sent, len(replies))

@@ -57,7 +57,10 @@ class Service(Protocol):
     A service with no state may also name, as the class attribute ``stateless_reply``, a function
     that gives exactly what ``on_data`` gives for every input: the models' hot paths then call it
     in place of ``on_data`` (a C function such as ``bytes.upper`` costs no Python frame; see
-    :meth:`Session.direct_reply`)."""
+    :meth:`Session.direct_reply`). If each of that function's replies is exactly as long as the
+    input it answers, the service may also say so with ``reply_keeps_length = True``: the hot paths
+    then count one byte out per byte in instead of measuring every reply (see
+    :meth:`Session.same_length_reply`)."""
 
     def on_data(self, data: bytes) -> bytes:
         """Bytes received from the client -> bytes to send back (may be empty)."""
@@ -80,6 +83,7 @@ class UpperService:
 
     __slots__ = ()
     stateless_reply = staticmethod(bytes.upper)  # what on_data does, as a C call
+    reply_keeps_length = True  # bytes.upper maps each byte to one byte
 
     def on_data(self, data: bytes) -> bytes:
         return data.upper()
@@ -93,6 +97,7 @@ class EchoService:
 
     __slots__ = ()
     stateless_reply = bytes  # what on_data does (bytes(b) is b itself), as a C call
+    reply_keeps_length = True
 
     def on_data(self, data: bytes) -> bytes:
         return data
@@ -241,6 +246,19 @@ class Session:
             return None
         service = self._service
         return getattr(service, "stateless_reply", None) or service.on_data
+
+    def same_length_reply(self) -> Callable[[bytes], bytes] | None:
+        """:meth:`direct_reply`'s stateless function if the service says each of its replies is as
+        long as its input (``reply_keeps_length``); else None.
+
+        A model's hot path then sends ``reply(data)`` without testing it for emptiness (a read is
+        never empty) and counts its bytes out as its bytes in: on uvloop, measuring each reply and
+        adding it to a counter cost ~1,100 of ~12,300 user-space instructions per 1 KiB request
+        (two int allocations, a ``len`` call and ~15 bytecodes)."""
+        service = self._service
+        if self._work is not None or not getattr(service, "reply_keeps_length", False):
+            return None
+        return getattr(service, "stateless_reply", None)
 
     def hold_unsent(self, reply: bytes, sent: int) -> None:
         """The kernel took only ``sent`` bytes of a reply (from :meth:`answer` or the service): queue the

