@@ -12,9 +12,13 @@ is not. The server is pinned to one core and the load to the other(s).
    Protocol, the same on uvloop, gevent's StreamServer, socketserver's
    ThreadingTCPServer, a minimal io_uring echo on the same binding, and the C
    epoll echo), all on the server core, and the C client drives them in turn
-   (A B A B ...; the others SIGSTOPped meanwhile, so a busy-polling server
-   cannot take the core from its anchor), at 16 and 100 connections; ratios are ours / anchor, medians
-   with the per-round min-max (issue 13's targets).
+   (the others SIGSTOPped meanwhile, so a busy-polling server cannot take the core
+   from its anchor), at 16 and 100 connections; ratios are ours / anchor, medians
+   of the per-round ratios with their min-max (issue 13's targets).
+
+Rounds alternate their order (A B, then B A, ...) so that a drift of the machine's speed within a
+round favours neither side, and there are five short ones rather than three long ones: on these
+shared VMs a round's ratio swings by +-30%, and the median of five moves less than that of three.
 
 Results go to benchmarks/results/latest.json.
 
@@ -115,8 +119,14 @@ def generator_section(seconds: float, repeat: int) -> dict:
     try:
         c_client(server.port, 100, 1024, 1)  # warm the path
         for conns in CONNECTIONS:
-            rounds = [(c_client(server.port, conns, 1024, seconds),
-                       our_client(server.port, conns, 1024, seconds)) for _ in range(repeat)]
+            rounds = []
+            for i in range(repeat):  # A B, then B A: a drift of the machine's speed within a pair cancels
+                if i % 2 == 0:
+                    c = c_client(server.port, conns, 1024, seconds)
+                    rounds.append((c, our_client(server.port, conns, 1024, seconds)))
+                else:
+                    ours = our_client(server.port, conns, 1024, seconds)
+                    rounds.append((c_client(server.port, conns, 1024, seconds), ours))
             c_rate = statistics.median(r[0] for r in rounds)
             ours = statistics.median(r[1] for r in rounds)
             ratios = [r[1] / r[0] for r in rounds]
@@ -169,8 +179,9 @@ def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -
             c_client(server.port, 100, 1024, 1)  # warm-up: fresh Python servers start slow
         for conns in CONNECTIONS:
             rates = {name: [] for name in names}
-            for _ in range(repeat):
-                for name, server in zip(names, servers, strict=True):
+            for i in range(repeat):
+                turn = list(zip(names, servers, strict=True))
+                for name, server in turn if i % 2 == 0 else reversed(turn):  # A B, B A: drift cancels
                     # only the measured server runs: a busy-polling one would take the core from the rest
                     for other in servers:
                         other.proc.send_signal(signal.SIGCONT if other is server else signal.SIGSTOP)
@@ -195,8 +206,8 @@ def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--generator-repeat", type=int, default=5)
     parser.add_argument("--models", default=",".join(GROUPS))
     parser.add_argument("--quick", action="store_true", help="1 s runs, one round: a smoke test, not figures")
