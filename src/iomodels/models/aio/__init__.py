@@ -172,7 +172,8 @@ class SameLengthProtocol(ServiceProtocol):
     """The protocol when every reply is as long as its request (the built-in services: see
     :meth:`Session.same_length_reply`): a read's reply goes to the transport unmeasured, and the
     bytes out are the bytes in plus the service's last words (``bytes_out`` here). Measured under
-    callgrind on uvloop: ~1,100 fewer user-space instructions per 1 KiB request (~9%)."""
+    callgrind on uvloop: 12.3k -> 11.6k user-space instructions per 1 KiB request (the bare
+    Protocol: 11.1k)."""
 
     __slots__ = ()
 
