@@ -20,7 +20,6 @@ usage: python benchmarks/instructions.py [--seconds S] [--connections N] [--mode
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import subprocess
@@ -54,12 +53,8 @@ def _totals(out: Path, part: int = 1, timeout: float = 20.0) -> int:
 
 
 def _drive(port: int, connections: int, seconds: float) -> int:
-    cmd = [str(bench.BIN / "load_client"), "127.0.0.1", str(port), str(connections), "1024", str(seconds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=bench.pinned(bench.LOAD_CORES),
-                         timeout=seconds + 60)
-    if out.returncode != 0:
-        raise RuntimeError(f"C client failed: {out.stdout}{out.stderr}")
-    return json.loads(out.stdout)["requests"]
+    """Requests the C client completed in a run of ``seconds``."""
+    return bench.c_client_run(port, connections, 1024, seconds)["requests"]
 
 
 def server_cost(cmd: list[str], connections: int, seconds: float, tmp: Path) -> float:

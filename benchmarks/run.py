@@ -83,13 +83,18 @@ class Server:
             self.proc.wait()
 
 
-def c_client(port: int, connections: int, size: int, seconds: float) -> float:
+def c_client_run(port: int, connections: int, size: int, seconds: float) -> dict:
+    """One run of the C client (pinned to the load cores): its JSON result."""
     out = subprocess.run([str(BIN / "load_client"), "127.0.0.1", str(port), str(connections), str(size),
                           str(seconds)], capture_output=True, text=True, preexec_fn=pinned(LOAD_CORES),
                          timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"C client failed: {out.stdout}{out.stderr}")
-    return json.loads(out.stdout)["requests_per_s"]
+    return json.loads(out.stdout)
+
+
+def c_client(port: int, connections: int, size: int, seconds: float) -> float:
+    return c_client_run(port, connections, size, seconds)["requests_per_s"]
 
 
 def our_client(port: int, connections: int, size: int, seconds: float, procs: int = 1) -> float:
@@ -101,6 +106,12 @@ def our_client(port: int, connections: int, size: int, seconds: float, procs: in
         raise RuntimeError(f"iomodels load failed: {out.stderr}")
     text = out.stdout
     return json.loads(text[text.index("{\n"):])["requests_per_s"]
+
+
+def in_turn(round_: int, items: list) -> list:
+    """The order of a round: as given, then reversed (A B, B A, ...), so that a drift of the
+    machine's speed within a round favours neither side."""
+    return items if round_ % 2 == 0 else items[::-1]
 
 
 def spread(values: list[float]) -> str:
@@ -120,13 +131,10 @@ def generator_section(seconds: float, repeat: int) -> dict:
         c_client(server.port, 100, 1024, 1)  # warm the path
         for conns in CONNECTIONS:
             rounds = []
-            for i in range(repeat):  # A B, then B A: a drift of the machine's speed within a pair cancels
-                if i % 2 == 0:
-                    c = c_client(server.port, conns, 1024, seconds)
-                    rounds.append((c, our_client(server.port, conns, 1024, seconds)))
-                else:
-                    ours = our_client(server.port, conns, 1024, seconds)
-                    rounds.append((c_client(server.port, conns, 1024, seconds), ours))
+            for i in range(repeat):
+                rate = {client: client(server.port, conns, 1024, seconds)
+                        for client in in_turn(i, [c_client, our_client])}
+                rounds.append((rate[c_client], rate[our_client]))
             c_rate = statistics.median(r[0] for r in rounds)
             ours = statistics.median(r[1] for r in rounds)
             ratios = [r[1] / r[0] for r in rounds]
@@ -180,8 +188,7 @@ def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -
         for conns in CONNECTIONS:
             rates = {name: [] for name in names}
             for i in range(repeat):
-                turn = list(zip(names, servers, strict=True))
-                for name, server in turn if i % 2 == 0 else reversed(turn):  # A B, B A: drift cancels
+                for name, server in in_turn(i, list(zip(names, servers, strict=True))):
                     # only the measured server runs: a busy-polling one would take the core from the rest
                     for other in servers:
                         other.proc.send_signal(signal.SIGCONT if other is server else signal.SIGSTOP)

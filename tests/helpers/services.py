@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from iomodels.service import UpperService
 
-class UpperThenBye:
-    """Upper-case replies, each as long as its read (and says so), then last words at the EOF."""
+
+class UpperThenBye(UpperService):
+    """The upper service (each reply as long as its read, and it says so), then last words at the EOF."""
 
     __slots__ = ()
-    stateless_reply = staticmethod(bytes.upper)
-    reply_keeps_length = True
-
-    def on_data(self, data: bytes) -> bytes:
-        return data.upper()
 
     def on_eof(self) -> bytes:
         return b"BYE"

@@ -139,6 +139,11 @@ class _Client(asyncio.Protocol):
         self.sent += need
         self.write(message)
 
+    def in_flight_since(self) -> int:
+        """When the request awaited went out (ns): the inlined path keeps only ``start``, which is
+        never earlier than the send, and ``sent_at`` stays behind while it runs."""
+        return max(self.sent_at, self.start)
+
     def record(self, now: int) -> None:
         """Count the reply just verified (the general path; data_received inlines it)."""
         self.done += 1
@@ -290,7 +295,7 @@ class _Engine:
         now = _ns()
         limit = self.workload.timeout * 1e9
         for client in tuple(self.clients):
-            if client.expected is not None and now - max(client.sent_at, client.start) > limit:
+            if client.expected is not None and now - client.in_flight_since() > limit:
                 self.failed(client, "timeout")
         self.collect()
         if self.on_tick is not None and self.on_tick(self.tally):
@@ -338,7 +343,7 @@ class _Engine:
             tally.starved = self.slot_done.count(0)
         # in flight when the window closed (closed loop: about one per connection); the oldest
         # one's wait is what tells a stalled or starving server from a busy one
-        waiting = [now - max(c.sent_at, c.start) for c in self.clients if c.expected is not None]
+        waiting = [now - c.in_flight_since() for c in self.clients if c.expected is not None]
         tally.outstanding = len(waiting)
         tally.oldest_wait_us = max(waiting, default=0) // 1000
         if self.interval:  # open loop: due times that passed before the previous reply came

@@ -208,6 +208,12 @@ class Model(ABC):
         """A session for a new connection, with the service and the request cost."""
         return Session(self.options.service(), self.options.limits, self.work)
 
+    def replies_keep_length(self) -> bool:
+        """Whether every session's hot path may count bytes out as bytes in
+        (:meth:`Session.same_length_reply`): a question about the service and the request cost,
+        the same for every connection of this server."""
+        return self.new_session().same_length_reply() is not None
+
     @abstractmethod
     def serve(self, listener: socket.socket) -> ServerStats:
         """Serve ``listener`` (bound, listening, blocking mode) until stopped."""

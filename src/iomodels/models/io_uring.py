@@ -178,7 +178,7 @@ class UringModel(WakeableModel):
         more_flag = uring_api.IORING_CQE_F_MORE
         deferred = self._deferred = Deferred(self._waker.poke) if self.work is not None else None
         # each reply as long as its request: the hot path's unreaped replies are not measured
-        measure = self.new_session().same_length_reply() is None
+        measure = not self.replies_keep_length()
         self._measure = measure
         conns = self._conns
         high = self.options.limits.high

@@ -341,7 +341,7 @@ class ProtocolModel(Model):
         loop = get_running_loop()
         if self.work is not None:
             self._protocol_class = DeferredProtocol
-        elif self.new_session().same_length_reply() is not None:
+        elif self.replies_keep_length():
             self._protocol_class = SameLengthProtocol
         else:
             self._protocol_class = ServiceProtocol
