@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from iomodels.models import probe
+from iomodels.models import load_model, probe
 from iomodels.models.serving import ServerProcess
 
 from .conformance.clients import connect, recv_exactly, roundtrip
@@ -382,3 +382,27 @@ def test_byte_counts_are_exact_whether_or_not_replies_keep_their_length(model: s
     assert replies.endswith(b"BYE") == (service == "UpperThenBye")
     assert srv.stats is not None
     assert (srv.stats["bytes_in"], srv.stats["bytes_out"]) == (sent, len(replies))
+
+
+@pytest.mark.parametrize("model", ["threads", "blocking"])
+def test_a_stop_signal_just_before_accept_still_wakes_the_accepting_thread(model: str) -> None:
+    """What the C-level signal handler does (a byte to the wakeup descriptor) ends the accepting
+    thread's wait, whether it came before the wait began or during it: the Python handler (the
+    stop) then runs, where a bare accept() would have sat until the next client."""
+    server = load_model(model)()
+    wakeup_fd = server.signal_wakeup_fd()
+    assert wakeup_fd is not None
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(server.wait_for_client(listener)), daemon=True)
+    try:
+        waiter.start()
+        os.write(wakeup_fd, bytes([signal.SIGTERM]))
+        waiter.join(5)
+        assert woke == [False], "the wait did not end on the signal's byte"
+        with socket.create_connection(listener.getsockname()):
+            assert server.wait_for_client(listener) is True  # a client: accept() will not wait
+    finally:
+        listener.close()
+        server._wakeup.close()  # (serve() closes it; this test never serves)

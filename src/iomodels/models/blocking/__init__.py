@@ -23,12 +23,17 @@ The hooks a model overrides:
 Stopping relies on two Linux facts, so no loop ever wakes up just to check a
 flag: ``shutdown()`` on a listening socket makes a blocked ``accept()`` fail
 with EINVAL, and ``shutdown(SHUT_RD)`` on a connection makes a blocked
-``recv()`` return EOF at once, in any thread.
+``recv()`` return EOF at once, in any thread. A stop *signal* needs one thing
+more: its Python handler (our stop) runs only between bytecodes, so the
+accepting thread waits in ``select`` on the listener and on the signal wakeup
+descriptor (see :meth:`DispatchModel.wait_for_client`), never in a bare
+``accept``.
 """
 
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import sys
 import threading
@@ -39,7 +44,15 @@ from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from typing import Any
 
-from ...net import SHORTAGE_ERRNOS, close_quietly, input_waiting, peer_closed, read_arrived, shutdown_quietly
+from ...net import (
+    SHORTAGE_ERRNOS,
+    Waker,
+    close_quietly,
+    input_waiting,
+    peer_closed,
+    read_arrived,
+    shutdown_quietly,
+)
 from ...service import Next, Phase, Session
 from ...sigmask import signals_blocked
 from ..base import AcceptPause, IdleSweep, Model, ServerStats
@@ -47,8 +60,9 @@ from ..base import AcceptPause, IdleSweep, Model, ServerStats
 __all__ = ["DispatchModel", "serve_connection"]
 
 
-# accept() errors that concern one connection or a passing shortage, not the listener
-_TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+# accept() errors that concern one connection or a passing shortage, not the listener (EAGAIN:
+# another process sharing the listener, prefork's, took the connection select() announced)
+_TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN}
 _HOLD_CHECK = 0.25  # at --max-connections, how often the accepting thread looks for a stop
 
 
@@ -188,6 +202,9 @@ class DispatchModel(Model):
         self.stopping = False  # read by every handler once per request
         self.aborted = False
         self._pause = AcceptPause()  # the log line at the fd limit: once a second, with a count
+        # the signal wakeup descriptor's pair (see wait_for_client), made when serving asks for it;
+        # kept open for the model's life: serving restores the previous descriptor only after serve()
+        self._wakeup: Waker | None = None
 
     # -- the steps a model fills in --------------------------------------------------
     def wrap_listener(self, listener: socket.socket) -> Any:
@@ -226,6 +243,26 @@ class DispatchModel(Model):
         """Read what ``sock``'s client has sent so far without waiting (see :func:`net.read_arrived`)."""
         return read_arrived(sock, size, on_data)
 
+    def signal_wakeup_fd(self) -> int | None:
+        if self._wakeup is None:
+            self._wakeup = Waker()
+        return self._wakeup.writer_fileno()
+
+    def wait_for_client(self, listener: Any) -> bool:
+        """Block until ``listener`` may have a connection (True) or a signal came (False).
+
+        A stop signal that comes just before a blocking ``accept()`` enters the kernel trips
+        the C-level handler and interrupts nothing: the Python handler (our stop) would wait
+        there for the next client (a SIGTERM test of threadpool hung that way, once in ~600 runs
+        under CI load). select() also watches the signal wakeup descriptor, which the C-level
+        handler writes to, so it returns either way; the listener is non-blocking, so an accept
+        after it never waits. gevent's hub has its own wakeup descriptor: it overrides this."""
+        wakeup = self._wakeup
+        readable = select.select([listener] if wakeup is None else [listener, wakeup.reader], [], [])[0]
+        if wakeup is not None and wakeup.reader in readable:
+            wakeup.drain()
+        return listener in readable
+
     def wait_future(self, future: Future[Any]) -> None:
         """Block this handler until ``future`` is done (its result is the session's business)."""
         futures_wait([future])
@@ -262,6 +299,7 @@ class DispatchModel(Model):
 
     def serve(self, listener: socket.socket) -> ServerStats:
         previous = sys.getswitchinterval()
+        listener.setblocking(False)  # accepted only once wait_for_client says so (accepted sockets block)
         try:
             return self._serve(listener)
         finally:
@@ -295,8 +333,9 @@ class DispatchModel(Model):
             if not slots.acquire(timeout=_HOLD_CHECK):  # --max-connections: the rest wait in the
                 self._pause.hold(limit)                 # backlog; stop() is seen within 0.25 s
                 continue
-            if self.stopping:
-                break
+            if not self.wait_for_client(listener) or self.stopping:  # (a signal ran its handler)
+                slots.release()
+                continue
             try:
                 conn, _ = accept()
             except OSError as exc:

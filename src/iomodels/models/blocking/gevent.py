@@ -18,7 +18,6 @@ mostly idle connections without threads; a CPU-bound handler stalls everyone.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -51,6 +50,9 @@ class GeventModel(DispatchModel):
     def wrap_listener(self, listener: socket.socket) -> Any:
         return self._gsocket.socket(fileno=listener.detach())
 
+    def wait_for_client(self, listener: Any) -> bool:
+        return True  # the cooperative accept yields to the hub, which serve() wakes on a signal
+
     def shutdown(self, sock: Any, how: int) -> None:
         # gevent's own shutdown() cancels the greenlet waiting on the socket with
         # an error; shutting down a duplicate of the descriptor instead makes the
@@ -64,18 +66,18 @@ class GeventModel(DispatchModel):
 
     def serve(self, listener: socket.socket) -> Any:
         # A Python signal handler runs only when the interpreter does; while gevent's hub sits
-        # in epoll_wait, libev retries after EINTR and nothing runs it. The wakeup fd gets a byte
-        # from the C-level handler, the hub wakes to read it, and the pending handler runs.
-        reader, writer = socket.socketpair()
-        writer.setblocking(False)
-        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-        watcher = self._gevent.spawn(self._drain_wakeups, self._gsocket.socket(fileno=reader.detach()))
+        # in epoll_wait, libev retries after EINTR and nothing runs it. The signal wakeup
+        # descriptor (signal_wakeup_fd, the family's) gets a byte from the C-level handler; a
+        # greenlet reading its other end wakes the hub, and the pending handler runs.
+        watcher = None
+        if self._wakeup is not None:
+            reader = self._gsocket.socket(fileno=os.dup(self._wakeup.reader.fileno()))
+            watcher = self._gevent.spawn(self._drain_wakeups, reader)
         try:
             return super().serve(listener)
         finally:
-            signal.set_wakeup_fd(previous)
-            watcher.kill()
-            writer.close()
+            if watcher is not None:
+                watcher.kill()
 
     @staticmethod
     def _drain_wakeups(reader: Any) -> None:
