@@ -253,8 +253,8 @@ class DispatchModel(Model):
 
         A stop signal that comes just before a blocking ``accept()`` enters the kernel trips
         the C-level handler and interrupts nothing: the Python handler (our stop) would wait
-        there for the next client (a SIGTERM test of threadpool hung that way, once in ~600 runs
-        under CI load). select() also watches the signal wakeup descriptor, which the C-level
+        there for the next client (a SIGTERM test of threadpool hung, likely that way, once in a CI run
+        on a loaded machine). select() also watches the signal wakeup descriptor, which the C-level
         handler writes to, so it returns either way; the listener is non-blocking, so an accept
         after it never waits. gevent's hub has its own wakeup descriptor: it overrides this."""
         wakeup = self._wakeup
