@@ -5,11 +5,13 @@ Throughput on a shared 2-core VM swings by 30% from one minute to the next, and 
 per request can, nearly: valgrind's callgrind counts instructions, the same for the same binary and
 input whatever else the machine does (what still varies is how many requests a loop turn serves,
 so a figure moves by ~3% from run to run for most servers, up to ~10% for gevent). Each server
-runs under callgrind with instrumentation off; the C client warms it up, then drives it twice with
-counting on (S and 2S seconds, the two differenced so that per-connection costs cancel);
-instructions / requests is the figure. Kernel work (most of a request on loopback here) is not in
-it, so a ratio here is the user-space share of the story, not a throughput prediction: it tells
-which of two versions of a hot path is cheaper, and by how much, in one run.
+runs under callgrind with instrumentation off; the C client warms it up (twice), then drives it
+twice with counting on (S and 2S seconds, the two differenced so that per-connection costs cancel);
+instructions / requests is the figure, checked against the long run alone (counted again if they
+disagree by more than 10%: then one of the runs did one-time work). Kernel work (most of a
+request on loopback here) is not in it, so a ratio here is the user-space share of the story,
+not a throughput prediction: it tells which of two versions of a hot path is cheaper, and by how
+much, in one run.
 
 The groups are make bench's (benchmarks/run.py: GROUPS). The load generator is measured too:
 ``iomodels load`` against the C epoll server, its worker process only, counted mid-run.
