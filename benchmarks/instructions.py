@@ -63,7 +63,8 @@ def server_cost(cmd: list[str], connections: int, seconds: float, tmp: Path) -> 
     """User-space instructions per request of the server ``cmd`` under the C client's load.
 
     Two counted runs of the C client, ``seconds`` and twice that, differenced: what a run costs
-    once (its connections: ThreadingTCPServer starts a thread for each) cancels out."""
+    once (its connections: ThreadingTCPServer starts a thread for each) cancels out. The figure is
+    taken only if the long run alone reads within 10% of it; else both runs are counted again."""
     out = tmp / f"cg.{time.monotonic_ns()}"
     server = bench.Server(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                            f"--callgrind-out-file={out}", *cmd])
@@ -204,11 +205,10 @@ def main() -> None:
             if model not in bench.GROUPS:
                 continue
             try:
-                serve = [bench.PY, "-m", "iomodels", "serve", "-m", model, "--port", "0"]
-                ours = cost(f"iomodels {model}", serve)
+                ours = cost(f"iomodels {model}", bench.serve_cmd(model))
                 parts = []
                 for anchor in bench.GROUPS[model]:
-                    theirs = cost(anchor, bench._anchor(anchor))
+                    theirs = cost(anchor, bench.anchor_cmd(anchor))
                     parts.append(f"{anchor} {theirs / 1000:.1f}k ({ours / theirs:.2f}x)")
                 say(f"  {model:<12} {ours / 1000:>5.1f}k; " + ", ".join(parts))
             except (RuntimeError, subprocess.TimeoutExpired) as exc:

@@ -147,7 +147,13 @@ def generator_section(seconds: float, repeat: int) -> dict:
     return out
 
 
-def _anchor(name: str) -> list[str]:
+def serve_cmd(model: str) -> list[str]:
+    """The command line of one of our models, serving on a free port."""
+    return [PY, "-m", "iomodels", "serve", "-m", model, "--port", "0"]
+
+
+def anchor_cmd(name: str) -> list[str]:
+    """The command line of the anchor ``name`` (benchmarks/anchors/, or the C epoll echo)."""
     a = HERE / "anchors"
     return {
         "C epoll": [str(BIN / "echo_epoll"), "0"],
@@ -177,7 +183,7 @@ GROUPS: dict[str, list[str]] = {
 def group_section(model: str, anchors: list[str], seconds: float, repeat: int) -> dict:
     """The model and its anchors up at once (same core), driven in turn by the C client: A B A B ..."""
     names = [f"iomodels {model}", *anchors]
-    cmds = [[PY, "-m", "iomodels", "serve", "-m", model, "--port", "0"], *map(_anchor, anchors)]
+    cmds = [serve_cmd(model), *map(anchor_cmd, anchors)]
     servers = []
     out: dict = {}
     try:

@@ -256,7 +256,8 @@ class DispatchModel(Model):
         there for the next client (a SIGTERM test of threadpool hung, likely that way, once in a CI run
         on a loaded machine). select() also watches the signal wakeup descriptor, which the C-level
         handler writes to, so it returns either way; the listener is non-blocking, so an accept
-        after it never waits. gevent's hub has its own wakeup descriptor: it overrides this."""
+        after it never waits. gevent overrides this: its cooperative accept already yields to the
+        hub, where a greenlet reads the same descriptor."""
         wakeup = self._wakeup
         readable = select.select([listener] if wakeup is None else [listener, wakeup.reader], [], [])[0]
         if wakeup is not None and wakeup.reader in readable:
